@@ -1,0 +1,250 @@
+//! The state machine: applies committed raft entries, in log order, to the MVCC store, the lessor and the
+//! member list, then wakes watchers and the proposer's waiter.
+//!
+//! Each entry is applied in one store write transaction that also records the entry's index as applied,
+//! so an entry is applied exactly once even when the log is replayed after a crash.
+
+pub mod alarm;
+pub mod compactor;
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeType, ConfChangeV2, ConfState, Entry, Snapshot};
+use raftcd_proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, Member, PutResponse, ResponseHeader, TxnResponse,
+};
+use raftcd_proto::raftcdpb::{raft_request::Op, MemberContext, RaftRequest};
+
+use crate::error::{Error, Result};
+use crate::lease::Lessor;
+use crate::member::{decode_member, Membership};
+use crate::mvcc::Store;
+use crate::raft::proposal::Waiters;
+use crate::watch::WatchHub;
+
+pub use alarm::Alarms;
+pub use compactor::Compactor;
+
+/// The result of applying one request, delivered to the member that proposed it.
+#[derive(Debug, Clone)]
+pub enum ApplyResult {
+    /// Nothing to report (no-op entries).
+    None,
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
+    /// A membership change: the member concerned and the list afterwards.
+    Members(Option<Member>, Vec<Member>),
+}
+
+/// Applies committed entries.
+pub struct Applier {
+    store: Store,
+    lessor: Arc<Lessor>,
+    members: Arc<Membership>,
+    hub: Arc<WatchHub>,
+    waiters: Arc<Waiters>,
+    alarms: Arc<Alarms>,
+    compactor: Compactor,
+    member_id: u64,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+impl Applier {
+    /// The state machine over its parts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        lessor: Arc<Lessor>,
+        members: Arc<Membership>,
+        hub: Arc<WatchHub>,
+        waiters: Arc<Waiters>,
+        alarms: Arc<Alarms>,
+        compactor: Compactor,
+        member_id: u64,
+    ) -> Applier {
+        Applier { store, lessor, members, hub, waiters, alarms, compactor, member_id }
+    }
+
+    /// The last applied raft index (persisted with the state it describes).
+    pub fn applied_index(&self) -> u64 {
+        self.store.applied_index()
+    }
+
+    /// This member now leads: leases get deadlines.
+    pub fn on_become_leader(&self) {
+        self.lessor.promote();
+    }
+
+    /// This member no longer leads.
+    pub fn on_lose_leadership(&self) {
+        self.lessor.demote();
+    }
+
+    /// Replaces the state machine with a snapshot received from the leader.
+    pub fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        let _ = snap;
+        Err(Error::Storage(
+            "received a raft snapshot, but this build cannot install snapshots from peers".into(),
+        ))
+    }
+
+    /// Applies a normal entry.
+    pub fn apply_normal(&mut self, entry: &Entry) -> Result<()> {
+        let index = entry.index;
+        if entry.get_data().is_empty() {
+            // The empty entry a new leader appends: only the applied index moves.
+            let no_lease = |_: i64| false;
+            self.store.begin(index, &no_lease).commit()?;
+            return Ok(());
+        }
+        let req = RaftRequest::decode(entry.get_data())
+            .map_err(|e| Error::Storage(format!("undecodable raft entry {index}: {e}")))?;
+        let Some(op) = req.op else {
+            let no_lease = |_: i64| false;
+            self.store.begin(index, &no_lease).commit()?;
+            return Ok(());
+        };
+        let result = self.apply_op(index, op)?;
+        self.waiters.trigger(req.id, result);
+        Ok(())
+    }
+
+    /// Applies one request. Request-level failures (bad lease, compacted...) are results for the caller,
+    /// with only the applied index written; storage failures are returned as errors and stop the member.
+    fn apply_op(&mut self, index: u64, op: Op) -> Result<Result<ApplyResult>> {
+        let lessor = self.lessor.clone();
+        let exists = move |id: i64| lessor.exists(id);
+        let mut txn = self.store.begin(index, &exists);
+        let mut compacted_to = None;
+        let outcome: Result<ApplyResult> = match op {
+            Op::Put(p) => {
+                if self.alarms.no_space() {
+                    Err(Error::NoSpace)
+                } else {
+                    txn.put(&p).map(ApplyResult::Put)
+                }
+            }
+            Op::DeleteRange(d) => txn.delete_range(&d).map(ApplyResult::DeleteRange),
+            Op::Txn(t) => {
+                if self.alarms.no_space() && crate::services::validate::txn_has_puts(&t) {
+                    Err(Error::NoSpace)
+                } else {
+                    txn.txn(&t).map(ApplyResult::Txn)
+                }
+            }
+            Op::Compact(c) => txn.compact(c.revision).map(|()| {
+                compacted_to = Some(c.revision);
+                ApplyResult::Compact(CompactionResponse { header: header(txn.revision()) })
+            }),
+            Op::LeaseGrant(g) => {
+                if self.alarms.no_space() {
+                    Err(Error::NoSpace)
+                } else {
+                    self.lessor.apply_grant(&mut txn, g.id, g.ttl).map(|l| {
+                        ApplyResult::LeaseGrant(LeaseGrantResponse {
+                            header: header(txn.revision()),
+                            id: l.id,
+                            ttl: l.ttl,
+                            error: String::new(),
+                        })
+                    })
+                }
+            }
+            Op::LeaseRevoke(r) => match self.lessor.apply_revoke(&mut txn, r.id) {
+                Ok(()) => {
+                    let mut res = Ok(());
+                    for key in self.store.lease_keys(r.id)? {
+                        let del = DeleteRangeRequest { key, ..Default::default() };
+                        if let Err(e) = txn.delete_range(&del) {
+                            res = Err(e);
+                            break;
+                        }
+                    }
+                    res.map(|()| ApplyResult::LeaseRevoke(LeaseRevokeResponse { header: header(txn.revision()) }))
+                }
+                Err(e) => Err(e),
+            },
+            Op::Alarm(a) => self.alarms.apply(&mut txn, &a).map(|alarms| {
+                ApplyResult::Alarm(AlarmResponse { header: header(txn.revision()), alarms })
+            }),
+            Op::LeaseCheckpoints(_) => Ok(ApplyResult::None),
+            Op::MemberAttributes(m) => {
+                if let Some(mut member) = self.members.get(m.id) {
+                    member.name = m.name;
+                    member.client_ur_ls = m.client_urls;
+                    self.members.apply_upsert(&mut txn, member);
+                }
+                Ok(ApplyResult::None)
+            }
+        };
+        let committed = match outcome {
+            Ok(_) => txn.commit()?,
+            Err(_) => {
+                drop(txn);
+                let no_lease = |_: i64| false;
+                self.store.begin(index, &no_lease).commit()?
+            }
+        };
+        if !committed.events.is_empty() {
+            self.hub.notify(committed.revision, &committed.events);
+        }
+        if let Some(rev) = compacted_to {
+            self.compactor.schedule(rev);
+        }
+        Ok(outcome)
+    }
+
+    /// Records the member list change of an applied conf change (the raft configuration itself was already
+    /// applied by the node). The proposer's waiter id travels in the MemberContext.
+    pub fn apply_conf_change(&mut self, entry: &Entry, cc: &ConfChangeV2, cs: &ConfState) -> Result<()> {
+        let no_lease = |_: i64| false;
+        let mut txn = self.store.begin(entry.index, &no_lease);
+        let ctx = if cc.get_context().is_empty() {
+            None
+        } else {
+            Some(MemberContext::decode(cc.get_context()).map_err(|e| Error::Storage(e.to_string()))?)
+        };
+        let mut concerned = None;
+        for change in cc.get_changes() {
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let learner = change.get_change_type() == ConfChangeType::AddLearnerNode;
+                    let mut m = match (&ctx, self.members.get(change.node_id)) {
+                        (_, Some(existing)) => existing,
+                        (Some(c), None) => decode_member(&c.encode_to_vec())?,
+                        (None, None) => Member { id: change.node_id, ..Default::default() },
+                    };
+                    m.is_learner = learner;
+                    concerned = Some(m.clone());
+                    self.members.apply_upsert(&mut txn, m);
+                }
+                ConfChangeType::RemoveNode => {
+                    concerned = self.members.get(change.node_id);
+                    self.members.apply_remove(&mut txn, change.node_id);
+                }
+            }
+        }
+        let _ = cs;
+        txn.commit()?;
+        if let Some(c) = ctx {
+            // The proposer keyed its waiter by the context's id field when it is a request id.
+            self.waiters.trigger(c.id ^ REQUEST_ID_TAG, Ok(ApplyResult::Members(concerned, self.members.list())));
+        }
+        let _ = self.member_id;
+        Ok(())
+    }
+}
+
+/// Waiters of conf changes are registered under `member id ^ REQUEST_ID_TAG`, so they cannot collide with
+/// ordinary request ids.
+pub const REQUEST_ID_TAG: u64 = 0x5a5a_0000_0000_0000;

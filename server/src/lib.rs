@@ -1,0 +1,18 @@
+//! raftcd: a Raft-replicated key-value store that speaks the etcd v3 gRPC API.
+//!
+//! Layout, following the write path: `services` (gRPC edge: validate, propose or read) -> `raft` (RawNode
+//! Ready loop, sled-backed log, proposals by request id) -> `apply` (committed entries into the state
+//! machine) -> `mvcc` (revisioned key space over sled), `lease`, `member`; then `watch` (events to
+//! watchers). `server` wires it together; `config` holds etcd-compatible flags.
+
+pub mod apply;
+pub mod config;
+pub mod error;
+pub mod failpoints;
+pub mod lease;
+pub mod member;
+pub mod mvcc;
+pub mod raft;
+pub mod server;
+pub mod services;
+pub mod watch;

@@ -1,0 +1,36 @@
+//! The `raftcd` server binary.
+
+use clap::Parser;
+use raftcd::config::Config;
+
+fn init_logging(cfg: &Config) {
+    let level = match cfg.log_level.as_str() {
+        "panic" | "fatal" | "dpanic" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTCD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+fn main() {
+    let cfg = Config::parse();
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("raftcd").build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raftcd: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(raftcd::server::run(cfg)) {
+        tracing::error!(error = %e, "raftcd stopped with an error");
+        eprintln!("raftcd: {e}");
+        std::process::exit(1);
+    }
+}

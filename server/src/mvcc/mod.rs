@@ -1,0 +1,209 @@
+//! Multi-version key-value storage: the etcd data model (revisions, per-key versions, history, compaction)
+//! over ONE `sled::Tree`, with no in-memory index of the keys (low RSS, instant restart).
+//!
+//! # Layout of the tree (the first byte partitions it)
+//! ```text
+//! k | userkey                      -> KeyValue of each LIVE key (reads at the current revision)
+//! h | esc(userkey) | main | sub    -> kind + KeyValue: every version, see key_index.rs
+//! r | main | sub                   -> userkey: the revision log (watch catch-up, compaction)
+//! m | name                         -> meta: applied_index, rev, compact_rev, compact_done, key_count, ...
+//! x | anything                     -> opaque space of other layers (leases, members, alarms)
+//! a | lease id (i64 BE) | userkey  -> empty: keys attached to each lease
+//! ```
+//! One raft entry = one [`WriteTxn`] = one `apply_batch`, which carries the entry's index with its data, so a
+//! crash never separates "applied" from "written".
+//!
+//! # Concurrency
+//! One apply thread writes (`begin` .. `commit`); any thread reads; one compaction thread deletes history
+//! made unreachable by a compaction. Reads at the current revision scan `k`, guarded by a seqlock counter
+//! (odd while a commit's batch is going in) and redone through `h` when a commit overlapped them.
+
+mod compaction;
+mod hash;
+pub mod key_index;
+pub mod revision;
+mod store;
+mod txn;
+mod write;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_more;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use raftcd_proto::etcdserverpb::ResponseHeader;
+
+pub use key_index::KeyRange;
+pub use revision::Revision;
+pub use write::{Committed, WriteTxn};
+
+use crate::error::{Error, Result};
+use revision::be8;
+
+/// Live keys: `k | userkey`.
+pub(crate) const P_KV: u8 = b'k';
+/// History records: `h | esc(userkey) | rev`.
+pub(crate) const P_HIST: u8 = b'h';
+/// Revision log: `r | rev`.
+pub(crate) const P_REV: u8 = b'r';
+/// Other layers' space: `x | ...`.
+pub(crate) const P_EXT: u8 = b'x';
+/// Lease attachments: `a | lease | userkey`.
+pub(crate) const P_LEASE: u8 = b'a';
+
+// Store meta values: `m | name`.
+pub(crate) const META_APPLIED_INDEX: &[u8] = b"mapplied_index";
+pub(crate) const META_REV: &[u8] = b"mrev";
+pub(crate) const META_COMPACT_REV: &[u8] = b"mcompact_rev";
+pub(crate) const META_COMPACT_DONE: &[u8] = b"mcompact_done";
+pub(crate) const META_KEY_COUNT: &[u8] = b"mkey_count";
+/// Bytes written by the apply thread (estimate), and bytes freed by compaction: two single-writer counters.
+pub(crate) const META_SIZE_WRITTEN: &[u8] = b"msize_written";
+pub(crate) const META_SIZE_FREED: &[u8] = b"msize_freed";
+
+/// The MVCC store. Cheap to clone (an `Arc` inside); share it between the apply thread and readers.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) tree: sled::Tree,
+    /// The revision of the last committed write; 1 for an empty store.
+    pub(crate) current_rev: AtomicI64,
+    /// The revision of the last committed Compact request; 0 if none.
+    pub(crate) compact_rev: AtomicI64,
+    /// The revision up to which physical compaction has finished.
+    pub(crate) compact_done: AtomicI64,
+    pub(crate) applied_index: AtomicU64,
+    /// Seqlock: odd while a commit's batch is being applied.
+    pub(crate) seq: AtomicU64,
+    pub(crate) key_count: AtomicI64,
+    pub(crate) size_written: AtomicI64,
+    pub(crate) size_freed: AtomicI64,
+    /// Serializes physical compaction runs.
+    pub(crate) compact_lock: Mutex<()>,
+}
+
+impl Store {
+    /// Opens the store over `tree`, loading the revision, the compaction state and the applied index.
+    /// It resumes nothing itself: see [`Store::pending_compaction`].
+    pub fn open(tree: sled::Tree) -> Result<Store> {
+        let rev = get_i64(&tree, META_REV)?.unwrap_or(1);
+        let compact_rev = get_i64(&tree, META_COMPACT_REV)?.unwrap_or(0);
+        let compact_done = get_i64(&tree, META_COMPACT_DONE)?.unwrap_or(0);
+        let applied = match tree.get(META_APPLIED_INDEX)? {
+            Some(v) => u64::from_be_bytes(be8(&v)?),
+            None => 0,
+        };
+        if rev < 1 || compact_rev < 0 || compact_rev > rev {
+            return Err(Error::Storage(format!(
+                "mvcc: inconsistent meta: rev {rev}, compact_rev {compact_rev}"
+            )));
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                current_rev: AtomicI64::new(rev),
+                compact_rev: AtomicI64::new(compact_rev),
+                compact_done: AtomicI64::new(compact_done),
+                applied_index: AtomicU64::new(applied),
+                seq: AtomicU64::new(0),
+                key_count: AtomicI64::new(get_i64(&tree, META_KEY_COUNT)?.unwrap_or(0)),
+                size_written: AtomicI64::new(get_i64(&tree, META_SIZE_WRITTEN)?.unwrap_or(0)),
+                size_freed: AtomicI64::new(get_i64(&tree, META_SIZE_FREED)?.unwrap_or(0)),
+                compact_lock: Mutex::new(()),
+                tree,
+            }),
+        })
+    }
+
+    /// The revision of the last committed write (1 for an empty store).
+    pub fn current_revision(&self) -> i64 {
+        self.inner.current_rev.load(SeqCst)
+    }
+
+    /// The revision of the last committed compaction, 0 when never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.inner.compact_rev.load(SeqCst)
+    }
+
+    /// The raft index of the last committed entry.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.applied_index.load(SeqCst)
+    }
+
+    /// Number of live keys.
+    pub fn key_count(&self) -> Result<u64> {
+        Ok(self.inner.key_count.load(SeqCst).max(0) as u64)
+    }
+
+    /// Estimated bytes of state-machine data (keys plus values written, minus what compaction freed).
+    pub fn size_on_disk(&self) -> u64 {
+        let i = &self.inner;
+        (i.size_written.load(SeqCst) - i.size_freed.load(SeqCst)).max(0) as u64
+    }
+
+    /// A meta value of another layer; `key` is the part after `x`.
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.tree.get(ext_key(key))?.map(|v| v.to_vec()))
+    }
+
+    /// Every meta value of another layer whose key (after `x`) starts with `prefix`, in key order.
+    pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner
+            .tree
+            .scan_prefix(ext_key(prefix))
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k[1..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// The keys attached to `lease`, in key order.
+    pub fn lease_keys(&self, lease: i64) -> Result<Vec<Vec<u8>>> {
+        let prefix = lease_key(lease, b"");
+        self.inner
+            .tree
+            .scan_prefix(&prefix)
+            .map(|r| {
+                let (k, _) = r?;
+                Ok(k[prefix.len()..].to_vec())
+            })
+            .collect()
+    }
+}
+
+/// A response header carrying only the revision; the service layer fills the rest.
+pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+pub(crate) fn kv_key(key: &[u8]) -> Vec<u8> {
+    [&[P_KV][..], key].concat()
+}
+
+pub(crate) fn rev_key(rev: Revision) -> Vec<u8> {
+    [&[P_REV][..], &rev.to_bytes()].concat()
+}
+
+pub(crate) fn ext_key(key: &[u8]) -> Vec<u8> {
+    [&[P_EXT][..], key].concat()
+}
+
+pub(crate) fn lease_key(lease: i64, key: &[u8]) -> Vec<u8> {
+    [&[P_LEASE][..], &lease.to_be_bytes(), key].concat()
+}
+
+pub(crate) fn get_i64(tree: &sled::Tree, key: &[u8]) -> Result<Option<i64>> {
+    match tree.get(key)? {
+        Some(v) => Ok(Some(i64::from_be_bytes(be8(&v)?))),
+        None => Ok(None),
+    }
+}

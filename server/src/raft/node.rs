@@ -1,0 +1,371 @@
+//! The Ready loop: one dedicated thread owns the RawNode, its storage and the state machine.
+//!
+//! ## The contract (etcd raft.go, raft-rs examples), in the order the code below does it
+//! 1. Take inputs (proposals, peer messages, read-index requests, ticks), draining all that are queued so that
+//!    one Ready — and one fsync — covers many client writes (group commit).
+//! 2. On a soft-state change, publish leader/term and promote/demote the lessor.
+//! 3. Send `messages()` at once: these never depend on unpersisted local state (a leader may send its
+//!    appends before its own fsync; raft counts its own vote only once persisted).
+//! 4. Install a snapshot, if any, BEFORE touching entries (entries follow the snapshot's index).
+//! 5. Apply `committed_entries()` in order (raft-rs hands out only entries that are committed AND persisted
+//!    here). Each entry's state change and the applied index are written in one atomic batch; entries at or
+//!    below the applied index are skipped, so a replay after a crash is harmless.
+//! 6. Append `entries()` and save the hard state; if `must_sync()`, flush sled — THE fsync point.
+//! 7. Only now send `persisted_messages()` (votes and append responses promise durable state).
+//! 8. `advance()`, then repeat 3, 5 and 7's siblings for the LightReady (commit index, messages, entries),
+//!    `advance_apply()`, and complete read-index requests whose index is applied.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeV2, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::apply::Applier;
+use crate::error::{Error, Result};
+use crate::raft::proposal::Waiters;
+use crate::raft::status::RaftStatus;
+use crate::raft::storage::RaftStorage;
+use crate::raft::transport::Transport;
+
+/// Entries kept in the log after a log compaction, so slightly lagging followers catch up from the log
+/// rather than a snapshot (etcd's SnapshotCatchUpEntries).
+const CATCH_UP_ENTRIES: u64 = 5000;
+/// At most this many queued inputs are taken before producing a Ready.
+const MAX_INPUTS_PER_READY: usize = 4096;
+
+/// Everything the raft thread can be asked to do.
+pub enum Input {
+    /// Advance raft's logical clock by one heartbeat interval.
+    Tick,
+    /// Propose an encoded RaftRequest whose waiter is registered under `id`.
+    Propose { id: u64, data: Vec<u8> },
+    /// Propose a membership change (context: encoded MemberContext).
+    ProposeConfChange { id: u64, cc: ConfChangeV2 },
+    /// A message from a peer.
+    Step(Box<Message>),
+    /// Ask for a read index; answered with the index to wait for.
+    ReadIndex(oneshot::Sender<Result<u64>>),
+    /// Hand leadership to a member.
+    TransferLeader(u64),
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// Outcome of sending a snapshot to a peer.
+    SnapshotSent { to: u64, ok: bool },
+    /// Stop the loop.
+    Shutdown,
+}
+
+/// The raft thread's state.
+pub struct Node {
+    raw: RawNode<RaftStorage>,
+    applier: Applier,
+    transport: Arc<dyn Transport>,
+    status: Arc<RaftStatus>,
+    waiters: Arc<Waiters>,
+    applied_tx: watch::Sender<u64>,
+    snapshot_count: u64,
+    /// Read-index batches in flight: context -> callers.
+    reads_in_flight: Vec<(Vec<u8>, Vec<oneshot::Sender<Result<u64>>>)>,
+    /// Callers queued since the last batch went out.
+    reads_pending: Vec<oneshot::Sender<Result<u64>>>,
+    read_seq: u64,
+    role: StateRole,
+    /// Proposals waiting for their entry to appear in the log: request id -> proposing time (for metrics).
+    last_tick: Instant,
+}
+
+impl Node {
+    /// Builds the node around an opened storage and state machine.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        raw: RawNode<RaftStorage>,
+        applier: Applier,
+        transport: Arc<dyn Transport>,
+        status: Arc<RaftStatus>,
+        waiters: Arc<Waiters>,
+        applied_tx: watch::Sender<u64>,
+        snapshot_count: u64,
+    ) -> Node {
+        Node {
+            raw,
+            applier,
+            transport,
+            status,
+            waiters,
+            applied_tx,
+            snapshot_count: snapshot_count.max(1),
+            reads_in_flight: Vec::new(),
+            reads_pending: Vec::new(),
+            read_seq: 0,
+            role: StateRole::Follower,
+            last_tick: Instant::now(),
+        }
+    }
+
+    /// Runs the loop until Shutdown or the input channel closes. A storage failure ends the loop with an
+    /// error: the member must stop rather than limp on with state it cannot persist.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<()> {
+        // Entries committed before a restart but not yet applied come out of the first Ready.
+        self.on_ready()?;
+        loop {
+            let Some(first) = rx.blocking_recv() else { break };
+            if !self.handle(first) {
+                break;
+            }
+            let mut n = 1;
+            let mut stop = false;
+            while n < MAX_INPUTS_PER_READY {
+                match rx.try_recv() {
+                    Ok(input) => {
+                        n += 1;
+                        if !self.handle(input) {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.flush_read_batch();
+            self.on_ready()?;
+            if stop {
+                break;
+            }
+        }
+        self.fail_reads(Error::Stopped);
+        tracing::info!("raft loop stopped");
+        Ok(())
+    }
+
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Tick => {
+                self.raw.tick();
+                self.last_tick = Instant::now();
+            }
+            Input::Propose { id, data } => {
+                if let Err(e) = self.raw.propose(vec![], data) {
+                    self.waiters.trigger(id, Err(self.dropped(e)));
+                }
+            }
+            Input::ProposeConfChange { id, cc } => {
+                if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+                    self.waiters.trigger(id, Err(self.dropped(e)));
+                }
+            }
+            Input::Step(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(error = %e, "raft step");
+                }
+            }
+            Input::ReadIndex(tx) => self.reads_pending.push(tx),
+            Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Unreachable(id) => self.raw.report_unreachable(id),
+            Input::SnapshotSent { to, ok } => {
+                let st = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                self.raw.report_snapshot(to, st);
+            }
+            Input::Shutdown => return false,
+        }
+        true
+    }
+
+    /// A proposal raft refused outright was never appended: a definite failure, safe to report as such.
+    fn dropped(&self, e: raft::Error) -> Error {
+        match e {
+            raft::Error::ProposalDropped if self.status.leader() == 0 => Error::NoLeader,
+            raft::Error::ProposalDropped => Error::LeaderChanged,
+            other => Error::InvalidArgument(other.to_string()),
+        }
+    }
+
+    /// All read requests that arrived in this round share one ReadIndex (one heartbeat round on a leader).
+    fn flush_read_batch(&mut self) {
+        if self.reads_pending.is_empty() {
+            return;
+        }
+        if self.status.leader() == 0 {
+            for tx in self.reads_pending.drain(..) {
+                let _ = tx.send(Err(Error::NoLeader));
+            }
+            return;
+        }
+        self.read_seq += 1;
+        let ctx = self.read_seq.to_be_bytes().to_vec();
+        self.raw.read_index(ctx.clone());
+        let batch = std::mem::take(&mut self.reads_pending);
+        self.reads_in_flight.push((ctx, batch));
+    }
+
+    fn fail_reads(&mut self, e: Error) {
+        for (_, batch) in self.reads_in_flight.drain(..) {
+            for tx in batch {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+        for tx in self.reads_pending.drain(..) {
+            let _ = tx.send(Err(e.clone()));
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+
+        // 2. leader / term
+        if let Some(ss) = rd.ss() {
+            let (leader, role) = (ss.leader_id, ss.raft_state);
+            self.status.set_leader(leader);
+            if role != self.role {
+                tracing::info!(?role, leader, term = self.raw.raft.term, "raft role changed");
+                let was_leader = self.role == StateRole::Leader;
+                self.role = role;
+                if role == StateRole::Leader {
+                    self.applier.on_become_leader();
+                } else if was_leader {
+                    self.applier.on_lose_leadership();
+                    // Reads issued under the old term can no longer be confirmed.
+                    self.fail_reads(Error::LeaderChanged);
+                }
+            }
+        }
+        self.status.set_term(self.raw.raft.term);
+
+        // 3. messages that do not wait for the local fsync
+        if !rd.messages().is_empty() {
+            self.transport.send(rd.take_messages());
+        }
+
+        // 4. snapshot before entries
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.applier.install_snapshot(&snap)?;
+            self.raw.mut_store().apply_snapshot_meta(snap.get_metadata())?;
+            self.publish_applied();
+        }
+
+        // 5. apply what is committed and persisted
+        let committed = rd.take_committed_entries();
+        self.apply(committed)?;
+
+        // 6. persist, then the fsync point
+        if !rd.entries().is_empty() {
+            self.raw.mut_store().append(rd.entries())?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs)?;
+        }
+        if rd.must_sync() {
+            crate::failpoint!("raft-before-fsync");
+            self.raw.store().flush()?;
+            crate::failpoint!("raft-after-fsync");
+        }
+
+        // 7. messages that promise durable state — never before the flush above
+        if !rd.persisted_messages().is_empty() {
+            self.transport.send(rd.take_persisted_messages());
+        }
+
+        for rs in rd.take_read_states() {
+            if let Some(pos) = self.reads_in_flight.iter().position(|(ctx, _)| ctx[..] == rs.request_ctx[..]) {
+                let (_, batch) = self.reads_in_flight.remove(pos);
+                for tx in batch {
+                    let _ = tx.send(Ok(rs.index));
+                }
+            }
+        }
+
+        // 8. advance and handle the light ready
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            let mut hs = self.raw.store().hard_state().clone();
+            hs.commit = commit;
+            self.raw.mut_store().set_hard_state(&hs)?;
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        self.apply(committed)?;
+        self.raw.advance_apply();
+        self.status.set_commit(self.raw.raft.raft_log.committed);
+        self.maybe_compact_log()?;
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &entries {
+            if entry.index <= self.applier.applied_index() {
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.applier.apply_normal(entry)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    let cc: ConfChangeV2 = if entry.get_entry_type() == EntryType::EntryConfChange {
+                        let v1 = raft::eraftpb::ConfChange::parse_from_bytes(entry.get_data())
+                            .map_err(|e| Error::Storage(e.to_string()))?;
+                        let mut single = raft::eraftpb::ConfChangeSingle::default();
+                        single.set_change_type(v1.get_change_type());
+                        single.node_id = v1.node_id;
+                        let mut v2 = ConfChangeV2::default();
+                        v2.mut_changes().push(single);
+                        v2.set_context(v1.get_context().to_vec().into());
+                        v2
+                    } else {
+                        ConfChangeV2::parse_from_bytes(entry.get_data()).map_err(|e| Error::Storage(e.to_string()))?
+                    };
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.raw.mut_store().set_conf_state(&cs)?;
+                    self.applier.apply_conf_change(entry, &cc, &cs)?;
+                    let me = self.status.id;
+                    self.status.set_learner(cs.learners.contains(&me));
+                }
+            }
+            self.raw.mut_store().set_applied(entry.index, entry.term);
+        }
+        self.publish_applied();
+        Ok(())
+    }
+
+    fn publish_applied(&mut self) {
+        let applied = self.applier.applied_index();
+        self.status.set_applied(applied);
+        self.applied_tx.send_replace(applied);
+    }
+
+    /// Every `--snapshot-count` applied entries the log is truncated; the state machine in sled is the
+    /// snapshot, so only a flush is needed to make the truncation safe.
+    fn maybe_compact_log(&mut self) -> Result<()> {
+        let store = self.raw.store();
+        let applied = self.applier.applied_index();
+        let first = raft::Storage::first_index(store)?;
+        if applied < first || applied - first < self.snapshot_count + CATCH_UP_ENTRIES.min(self.snapshot_count) {
+            return Ok(());
+        }
+        let to = applied.saturating_sub(CATCH_UP_ENTRIES.min(self.snapshot_count));
+        store.flush()?;
+        self.raw.mut_store().compact(to)?;
+        tracing::info!(applied, compacted_to = to, "raft log compacted");
+        Ok(())
+    }
+}
+
+/// Sends a tick every `interval` until the node's channel closes.
+pub async fn ticker(tx: mpsc::Sender<Input>, interval: Duration) {
+    let mut t = tokio::time::interval(interval);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        if tx.send(Input::Tick).await.is_err() {
+            return;
+        }
+    }
+}

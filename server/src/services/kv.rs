@@ -1,0 +1,98 @@
+//! etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact.
+
+use std::sync::Arc;
+
+use raftcd_proto::etcdserverpb::{
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use raftcd_proto::raftcdpb::raft_request::Op;
+use tonic::{Request, Response, Status};
+
+use crate::apply::ApplyResult;
+use crate::services::{require_leader, unexpected, validate, Ctx};
+
+/// The KV service.
+pub struct KvService {
+    ctx: Arc<Ctx>,
+}
+
+impl KvService {
+    /// The service over shared context.
+    pub fn new(ctx: Arc<Ctx>) -> KvService {
+        KvService { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        validate::range(&r)?;
+        if !r.serializable {
+            self.ctx.raft.linearizable_barrier().await?;
+        }
+        let store = self.ctx.store.clone();
+        let mut resp = tokio::task::spawn_blocking(move || store.range(&r))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        self.ctx.stamp(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        validate::put(&r)?;
+        match self.ctx.propose(Op::Put(r)).await? {
+            ApplyResult::Put(mut resp) => {
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        validate::delete_range(&r)?;
+        match self.ctx.propose(Op::DeleteRange(r)).await? {
+            ApplyResult::DeleteRange(mut resp) => {
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        validate::txn(&r, self.ctx.max_txn_ops)?;
+        match self.ctx.propose(Op::Txn(r)).await? {
+            ApplyResult::Txn(mut resp) => {
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        let (rev, physical) = (r.revision, r.physical);
+        match self.ctx.propose(Op::Compact(r)).await? {
+            ApplyResult::Compact(mut resp) => {
+                if physical {
+                    self.ctx.compactor.wait_done(rev).await;
+                }
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! etcdserverpb.Lease.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use raftcd_proto::etcdserverpb::{
+    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use raftcd_proto::raftcdpb::raft_request::Op;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::apply::ApplyResult;
+use crate::error::Error;
+use crate::services::{require_leader, unexpected, Ctx};
+
+/// The Lease service.
+pub struct LeaseService {
+    ctx: Arc<Ctx>,
+}
+
+impl LeaseService {
+    /// The service over shared context.
+    pub fn new(ctx: Arc<Ctx>) -> LeaseService {
+        LeaseService { ctx }
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let mut r = req.into_inner();
+        r.ttl = self.ctx.lessor.effective_ttl(r.ttl)?;
+        if r.id == 0 {
+            // Chosen here, at the proposer, so every member applies the same id.
+            r.id = (self.ctx.raft.next_id() & (i64::MAX as u64)) as i64;
+        }
+        match self.ctx.propose(Op::LeaseGrant(r)).await? {
+            ApplyResult::LeaseGrant(mut resp) => {
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        match self.ctx.propose(Op::LeaseRevoke(req.into_inner())).await? {
+            ApplyResult::LeaseRevoke(mut resp) => {
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<LeaseKeepAliveResponse, Status>>(16);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(ka)) = inbound.next().await {
+                let resp = match ctx.lessor.renew(ka.id) {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(ctx.header(ctx.store.current_revision())),
+                        id: ka.id,
+                        ttl,
+                    }),
+                    // etcd answers an unknown or expired lease with TTL 0 rather than an error.
+                    Err(Error::LeaseNotFound) => Ok(LeaseKeepAliveResponse {
+                        header: Some(ctx.header(ctx.store.current_revision())),
+                        id: ka.id,
+                        ttl: 0,
+                    }),
+                    Err(e) => Err(Status::from(e)),
+                };
+                let stop = resp.is_err();
+                if tx.send(resp).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        self.ctx.raft.linearizable_barrier().await?;
+        let header = Some(self.ctx.header(self.ctx.store.current_revision()));
+        let Some((granted, remaining)) = self.ctx.lessor.time_to_live(r.id) else {
+            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() }));
+        };
+        let keys = if r.keys { self.ctx.store.lease_keys(r.id)? } else { Vec::new() };
+        Ok(Response::new(LeaseTimeToLiveResponse { header, id: r.id, ttl: remaining, granted_ttl: granted, keys }))
+    }
+
+    async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        self.ctx.raft.linearizable_barrier().await?;
+        let leases = self.ctx.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.ctx.header(self.ctx.store.current_revision())),
+            leases,
+        }))
+    }
+}

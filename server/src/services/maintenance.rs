@@ -1,0 +1,152 @@
+//! etcdserverpb.Maintenance: Status, Alarm, Hash/HashKV, Defragment, MoveLeader; Snapshot and Downgrade are
+//! answered Unimplemented until their issues land.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use raftcd_proto::etcdserverpb::{
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType,
+    DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
+};
+use raftcd_proto::raftcdpb::raft_request::Op;
+use tonic::{Request, Response, Status};
+
+use crate::apply::ApplyResult;
+use crate::error::Error;
+use crate::raft::Input;
+use crate::services::{require_leader, unexpected, Ctx, ETCD_VERSION};
+
+/// The Maintenance service.
+pub struct MaintenanceService {
+    ctx: Arc<Ctx>,
+}
+
+impl MaintenanceService {
+    /// The service over shared context.
+    pub fn new(ctx: Arc<Ctx>) -> MaintenanceService {
+        MaintenanceService { ctx }
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        require_leader(&self.ctx, &req)?;
+        let r = req.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            let alarms = self
+                .ctx
+                .alarms
+                .list()
+                .into_iter()
+                .filter(|a| r.alarm == AlarmType::None as i32 || a.alarm == r.alarm)
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.ctx.header(self.ctx.store.current_revision())),
+                alarms,
+            }));
+        }
+        match self.ctx.propose(Op::Alarm(r)).await? {
+            ApplyResult::Alarm(mut resp) => {
+                self.ctx.stamp(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let st = self.ctx.raft.status();
+        let db_size = self.ctx.db.size_on_disk().unwrap_or(0) as i64;
+        let mut errors = Vec::new();
+        if self.ctx.alarms.no_space() {
+            errors.push("memberID:".to_string() + &self.ctx.member_id.to_string() + " alarm:NOSPACE ");
+        }
+        if self.ctx.alarms.corrupt() {
+            errors.push("memberID:".to_string() + &self.ctx.member_id.to_string() + " alarm:CORRUPT ");
+        }
+        Ok(Response::new(StatusResponse {
+            header: Some(self.ctx.header(self.ctx.store.current_revision())),
+            version: ETCD_VERSION.to_string(),
+            db_size,
+            leader: st.leader(),
+            raft_index: st.commit(),
+            raft_term: st.term(),
+            raft_applied_index: st.applied(),
+            errors,
+            db_size_in_use: self.ctx.store.size_on_disk() as i64,
+            is_learner: st.is_learner(),
+            storage_version: String::new(),
+            db_size_quota: self.ctx.quota_backend_bytes,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        // sled reclaims space by itself as it rewrites segments; flushing makes the on-disk size current.
+        let db = self.ctx.db.clone();
+        tokio::task::spawn_blocking(move || db.flush()).await.map_err(|e| Status::internal(e.to_string()))?.map_err(
+            |e| Status::from(Error::from(e)),
+        )?;
+        Ok(Response::new(DefragmentResponse { header: Some(self.ctx.header(self.ctx.store.current_revision())) }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let store = self.ctx.store.clone();
+        let (hash, _, rev) = tokio::task::spawn_blocking(move || store.hash_kv(0))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashResponse { header: Some(self.ctx.header(rev)), hash }))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let store = self.ctx.store.clone();
+        let (hash, compact_revision, hash_revision) = tokio::task::spawn_blocking(move || store.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.ctx.header(self.ctx.store.current_revision())),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        Err(Error::Unimplemented("raftcd: snapshot streaming is not available in this build".into()).into())
+    }
+
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        let st = self.ctx.raft.status().clone();
+        if !st.is_leader() {
+            return Err(Error::NotLeader.into());
+        }
+        if self.ctx.members.get(target).is_none_or(|m| m.is_learner) {
+            return Err(Error::BadLeaderTransferee.into());
+        }
+        if target != st.id {
+            self.ctx.raft.send(Input::TransferLeader(target)).await?;
+            let deadline = tokio::time::Instant::now() + self.ctx.raft.timeout();
+            while st.leader() != target {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout.into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        Ok(Response::new(MoveLeaderResponse { header: Some(self.ctx.header(self.ctx.store.current_revision())) }))
+    }
+
+    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Error::Unimplemented("raftcd: downgrade is not supported".into()).into())
+    }
+}

@@ -1,0 +1,87 @@
+//! The gRPC services of the etcd v3 API. Each validates at the edge, then proposes through raft or reads
+//! local state, and stamps the response header.
+
+pub mod auth;
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod validate;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftcd_proto::etcdserverpb::ResponseHeader;
+use raftcd_proto::raftcdpb::raft_request::Op;
+
+use crate::apply::{Alarms, ApplyResult, Compactor};
+use crate::error::{Error, Result};
+use crate::lease::Lessor;
+use crate::member::Membership;
+use crate::mvcc::Store;
+use crate::raft::RaftHandle;
+use crate::watch::WatchHub;
+
+/// What every service needs.
+pub struct Ctx {
+    pub store: Store,
+    pub db: sled::Db,
+    pub raft: RaftHandle,
+    pub lessor: Arc<Lessor>,
+    pub members: Arc<Membership>,
+    pub hub: Arc<WatchHub>,
+    pub alarms: Arc<Alarms>,
+    pub compactor: Compactor,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+    pub quota_backend_bytes: i64,
+    pub progress_interval: Duration,
+}
+
+/// Version reported by Status: etcd-compatible (kube-apiserver gates watch progress requests on >= 3.5.13).
+pub const ETCD_VERSION: &str = "3.5.17";
+
+impl Ctx {
+    /// The response header at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft.status().term(),
+        }
+    }
+
+    /// Fills the member fields of a header that the apply layer stamped with a revision.
+    pub fn stamp(&self, h: &mut Option<ResponseHeader>) {
+        let rev = h.as_ref().map(|h| h.revision).unwrap_or_else(|| self.store.current_revision());
+        *h = Some(self.header(rev));
+    }
+
+    /// Replicates `op` through raft after the request-size check.
+    pub async fn propose(&self, op: Op) -> Result<ApplyResult> {
+        if prost::Message::encoded_len(&raftcd_proto::raftcdpb::RaftRequest { id: 0, op: Some(op.clone()), unix_millis: 0 })
+            > self.max_request_bytes
+        {
+            return Err(Error::RequestTooLarge);
+        }
+        self.raft.propose(op).await
+    }
+}
+
+/// Fails when the client sent `hasleader=true` metadata and this member knows no leader.
+pub fn require_leader<T>(ctx: &Ctx, req: &tonic::Request<T>) -> Result<()> {
+    let wants = req.metadata().get("hasleader").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "true");
+    if wants && ctx.raft.status().leader() == 0 {
+        return Err(Error::NoLeader);
+    }
+    Ok(())
+}
+
+/// A result that was not of the expected kind: a bug, reported as an internal error rather than a panic.
+pub fn unexpected(r: ApplyResult) -> tonic::Status {
+    tonic::Status::internal(format!("raftcd: unexpected apply result {r:?}"))
+}

@@ -1,0 +1,14 @@
+//! Shared harness for raftcd's integration tests: start real `raftcd` and `etcd` processes on loopback with
+//! ephemeral ports and temporary data dirs, wait until they serve, and kill them when dropped.
+
+pub mod process;
+
+pub use process::{free_port, workspace_bin, EtcdProcess, Member, RaftcdCluster, RaftcdProcess};
+
+/// Logs a scenario step (`--- step`) so a failing test's output reads like a story.
+#[macro_export]
+macro_rules! step {
+    ($($arg:tt)*) => {
+        eprintln!("--- {}", format!($($arg)*));
+    };
+}
