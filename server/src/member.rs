@@ -92,6 +92,7 @@ pub fn encode_member(m: &PbMember) -> Vec<u8> {
         peer_urls: m.peer_ur_ls.clone(),
         client_urls: m.client_ur_ls.clone(),
         is_learner: m.is_learner,
+        request_id: 0,
     }
     .encode_to_vec()
 }

@@ -4,25 +4,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::ConfState;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
 use raft::RawNode;
 use raftcd_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer, LeaseRevokeRequest, Member,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer, LeaseRevokeRequest,
 };
 use raftcd_proto::raftcdpb::raft_request::Op;
+use raftcd_proto::raftcdpb::{peer_server::PeerServer, MemberAttributes, MemberContext};
 use tokio::sync::{mpsc, watch};
 
-use crate::apply::{Alarms, Applier, Compactor};
+use crate::apply::{Alarms, Applier, ApplierParts, Compactor};
 use crate::config::{split_urls, url_to_addr, Config};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::member::{cluster_id, member_id, parse_initial_cluster, Membership};
+use crate::peer::{PeerService, PeerTransport};
 use crate::mvcc::Store;
 use crate::raft::node::ticker;
 use crate::raft::proposal::Waiters;
 use crate::raft::storage::RaftStorage;
-use crate::raft::transport::NoPeers;
 use crate::raft::{Input, Node, RaftHandle, RaftStatus};
 use crate::services::{
     auth::AuthService, cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
@@ -49,63 +50,94 @@ fn read_u64(tree: &sled::Tree, key: &str) -> Result<Option<u64>> {
     }
 }
 
-/// First start: derive ids from the flags, record the initial members, and give raft its configuration.
-fn bootstrap(cfg: &Config, local: &sled::Tree, store: &Store, storage: &mut RaftStorage) -> Result<Identity> {
-    if cfg.initial_cluster_state != "new" {
-        return Err(Error::InvalidArgument(format!(
-            "--initial-cluster-state {:?}: joining an existing cluster is not supported by this build",
-            cfg.initial_cluster_state
-        )));
-    }
+/// First start of a member of a new cluster: derive every member's id from the flags (the same on every
+/// member) and write the initial configuration into the raft log as committed conf-change entries 1..n of
+/// term 1, exactly as every other initial member does. Applying them builds the member list and raft's
+/// configuration, and a member added later replays the same entries.
+fn bootstrap_new(cfg: &Config, storage: &mut RaftStorage) -> Result<Identity> {
     let my_peer_urls = cfg.advertise_peer_urls();
     let initial = match &cfg.initial_cluster {
         Some(s) => parse_initial_cluster(s)?,
         None => vec![(cfg.name.clone(), my_peer_urls.clone())],
     };
     let token = &cfg.initial_cluster_token;
-    let members: Vec<Member> = initial
+    let members: Vec<MemberContext> = initial
         .iter()
-        .map(|(name, urls)| Member {
+        .map(|(name, urls)| MemberContext {
             id: member_id(urls, token, None),
             name: name.clone(),
-            peer_ur_ls: urls.clone(),
-            client_ur_ls: Vec::new(),
-            is_learner: false,
+            peer_urls: urls.clone(),
+            ..Default::default()
         })
         .collect();
     let me = members.iter().find(|m| m.name == cfg.name).ok_or_else(|| {
         Error::InvalidArgument(format!("--initial-cluster has no member named {:?}", cfg.name))
     })?;
-    let mut mine = me.peer_ur_ls.clone();
+    let mut mine = me.peer_urls.clone();
     let mut advertised = my_peer_urls.clone();
     mine.sort();
     advertised.sort();
     if mine != advertised {
         return Err(Error::InvalidArgument(format!(
             "--initial-cluster has {:?} for {:?} but --initial-advertise-peer-urls is {:?}",
-            me.peer_ur_ls, cfg.name, my_peer_urls
+            me.peer_urls, cfg.name, my_peer_urls
         )));
     }
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let ident = Identity { member_id: me.id, cluster_id: cluster_id(&ids) };
 
-    let membership = Membership::load(store, ident.cluster_id)?;
-    let no_lease = |_: i64| false;
-    let mut txn = store.begin(0, &no_lease);
-    for mut m in members {
-        if m.id == ident.member_id {
-            m.client_ur_ls = cfg.advertise_client_urls();
-        }
-        membership.apply_upsert(&mut txn, m);
+    let mut entries = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(ConfChangeType::AddNode);
+        single.node_id = m.id;
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(single);
+        cc.set_context(prost::Message::encode_to_vec(m).into());
+        let mut e = Entry::default();
+        e.set_entry_type(EntryType::EntryConfChangeV2);
+        e.term = 1;
+        e.index = i as u64 + 1;
+        e.set_data(protobuf::Message::write_to_bytes(&cc).map_err(|e| Error::Storage(e.to_string()))?.into());
+        entries.push(e);
     }
-    txn.commit()?;
-    let mut cs = ConfState::default();
-    cs.voters = ids;
-    storage.set_conf_state(&cs)?;
+    storage.append(&entries)?;
+    let mut hs = HardState::default();
+    hs.term = 1;
+    hs.commit = entries.len() as u64;
+    storage.set_hard_state(&hs)?;
+    tracing::info!(member_id = %format!("{:x}", ident.member_id), cluster_id = %format!("{:x}", ident.cluster_id), members = ids.len(), "bootstrapping a new cluster");
+    Ok(ident)
+}
+
+/// Opens or creates the member's identity: from the data dir when it exists (the --initial-cluster flags
+/// are then ignored), else from bootstrap (new cluster) or discovery (joining an existing one).
+async fn identity(cfg: &Config, local: &sled::Tree, storage: &mut RaftStorage) -> Result<Identity> {
+    if let (Some(member_id), Some(cluster_id)) = (read_u64(local, "member_id")?, read_u64(local, "cluster_id")?) {
+        tracing::info!(member_id = %format!("{member_id:x}"), "restarting from {}", cfg.data_dir());
+        return Ok(Identity { member_id, cluster_id });
+    }
+    let ident = match cfg.initial_cluster_state.as_str() {
+        "new" => bootstrap_new(cfg, storage)?,
+        "existing" => {
+            let all: Vec<String> = parse_initial_cluster(cfg.initial_cluster.as_deref().unwrap_or(""))?
+                .into_iter()
+                .flat_map(|(_, urls)| urls)
+                .collect();
+            let (cluster_id, member_id) = crate::peer::join::discover(&all, &cfg.advertise_peer_urls()).await?;
+            tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), "joining an existing cluster");
+            Identity { member_id, cluster_id }
+        }
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "--initial-cluster-state must be \"new\" or \"existing\", not {other:?}"
+            )))
+        }
+    };
+    storage.flush()?;
     local.insert("member_id", &ident.member_id.to_be_bytes())?;
     local.insert("cluster_id", &ident.cluster_id.to_be_bytes())?;
     local.flush()?;
-    tracing::info!(member_id = %format!("{:x}", ident.member_id), cluster_id = %format!("{:x}", ident.cluster_id), "bootstrapped a new cluster");
     Ok(ident)
 }
 
@@ -123,13 +155,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(db.open_tree("state")?)?;
     let mut storage = RaftStorage::open(&db)?;
 
-    let ident = match (read_u64(&local, "member_id")?, read_u64(&local, "cluster_id")?) {
-        (Some(member_id), Some(cluster_id)) => {
-            tracing::info!(member_id = %format!("{member_id:x}"), "restarting from {}", data_dir.display());
-            Identity { member_id, cluster_id }
-        }
-        _ => bootstrap(&cfg, &local, &store, &mut storage)?,
-    };
+    let ident = identity(&cfg, &local, &mut storage).await?;
+    let snap_dir = data_dir.join("member").join("snap");
+    std::fs::create_dir_all(&snap_dir).map_err(|e| Error::Storage(format!("{}: {e}", snap_dir.display())))?;
+    if let Some(path) = crate::snapshot::state::interrupted_install(&local)? {
+        tracing::warn!(path = %path.display(), "finishing a snapshot install interrupted by a crash");
+        crate::snapshot::state::install(&store, &local, &path)?;
+    }
 
     // Everything applied was committed; the saved commit index can lag the state after a crash.
     let applied = store.applied_index();
@@ -163,25 +195,28 @@ pub async fn run(cfg: Config) -> Result<()> {
         ..Default::default()
     };
     raft_cfg.validate()?;
-    let sole_voter = storage.conf_state().voters == [ident.member_id] && storage.conf_state().learners.is_empty();
-    let mut raw = RawNode::new(&raft_cfg, storage, &crate::raft::logger::raft_logger())?;
-    if sole_voter {
-        // Nobody else can win: do not wait an election timeout to become leader.
-        raw.campaign()?;
-    }
+    let raw = RawNode::new(&raft_cfg, storage, &crate::raft::logger::raft_logger())?;
 
+    let (tx, rx) = mpsc::channel::<Input>(RAFT_INBOX);
+    let transport =
+        PeerTransport::new(ident.member_id, ident.cluster_id, members.clone(), tx.clone(), store.clone(), snap_dir.clone());
+    let (removed_tx, mut removed_rx) = watch::channel(false);
     let applier = Applier::new(
-        store.clone(),
-        lessor.clone(),
-        members.clone(),
-        hub.clone(),
-        waiters.clone(),
-        alarms.clone(),
-        compactor.clone(),
+        ApplierParts {
+            store: store.clone(),
+            lessor: lessor.clone(),
+            members: members.clone(),
+            hub: hub.clone(),
+            waiters: waiters.clone(),
+            alarms: alarms.clone(),
+            compactor: compactor.clone(),
+            local: local.clone(),
+            snap_dir: snap_dir.clone(),
+            removed: removed_tx,
+        },
         ident.member_id,
     );
-    let (tx, rx) = mpsc::channel::<Input>(RAFT_INBOX);
-    let node = Node::new(raw, applier, Arc::new(NoPeers), status.clone(), waiters.clone(), applied_tx, cfg.snapshot_count);
+    let node = Node::new(raw, applier, transport.clone(), status.clone(), waiters.clone(), applied_tx, cfg.snapshot_count);
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -207,6 +242,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         hub,
         alarms,
         compactor,
+        transport: transport.clone(),
         cluster_id: ident.cluster_id,
         member_id: ident.member_id,
         max_txn_ops: cfg.max_txn_ops,
@@ -215,9 +251,32 @@ pub async fn run(cfg: Config) -> Result<()> {
         progress_interval: cfg.experimental_watch_progress_notify_interval,
     });
     tokio::spawn(expire_leases(ctx.clone(), shutdown_rx.clone()));
+    tokio::spawn(publish_attributes(ctx.clone(), cfg.name.clone(), cfg.advertise_client_urls()));
+
+    let mut servers = Vec::new();
+    for url in split_urls(&cfg.listen_peer_urls) {
+        let addr = url_to_addr(&url).map_err(Error::InvalidArgument)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("listen on {url}: {e}")))?;
+        tracing::info!(%url, "serving peer traffic");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let svc = PeerService::new(ident.cluster_id, tx.clone(), ctx.members.clone(), transport.clone(), snap_dir.clone());
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(PeerServer::new(svc).max_decoding_message_size(64 << 20));
+        let mut stop = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let signal = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                tracing::error!(error = %e, "peer server failed");
+            }
+        }));
+    }
 
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD;
-    let mut servers = Vec::new();
     for url in split_urls(&cfg.listen_client_urls) {
         let addr = url_to_addr(&url).map_err(Error::InvalidArgument)?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -248,8 +307,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     tracing::info!(name = %cfg.name, "ready to serve client requests");
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    tokio::select! {
+        _ = wait_for_signal() => tracing::info!("shutting down"),
+        _ = removed_rx.wait_for(|r| *r) => tracing::warn!("this member was removed from the cluster; shutting down"),
+    }
     let _ = shutdown_tx.send(true);
     for s in servers {
         let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
@@ -290,6 +351,25 @@ async fn expire_leases(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
                     Err(e) => tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
                 }
             });
+        }
+    }
+}
+
+/// Publishes this member's name and client URLs through raft once it has started (as etcd does), so every
+/// member lists them. Retries until it is applied.
+async fn publish_attributes(ctx: Arc<Ctx>, name: String, client_urls: Vec<String>) {
+    loop {
+        let current = ctx.members.get(ctx.member_id);
+        if current.as_ref().is_some_and(|m| m.name == name && m.client_ur_ls == client_urls) {
+            return;
+        }
+        let op = Op::MemberAttributes(MemberAttributes { id: ctx.member_id, name: name.clone(), client_urls: client_urls.clone() });
+        match ctx.propose(op).await {
+            Ok(_) => tracing::info!("published member attributes"),
+            Err(e) => {
+                tracing::debug!(error = %e, "publishing member attributes; will retry");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }

@@ -38,6 +38,13 @@ impl Alarms {
         Ok(Alarms { active: RwLock::new(set) })
     }
 
+    /// Replaces the alarms with the store's after a snapshot install.
+    pub fn reload(&self, store: &Store) -> Result<()> {
+        let fresh = Alarms::load(store)?.active.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
     /// Active alarms as the API lists them.
     pub fn list(&self) -> Vec<AlarmMember> {
         self.active

@@ -7,7 +7,10 @@
 pub mod alarm;
 pub mod compactor;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, ConfState, Entry, Snapshot};
@@ -43,6 +46,23 @@ pub enum ApplyResult {
     Members(Option<Member>, Vec<Member>),
 }
 
+/// The parts of the state machine the applier drives.
+pub struct ApplierParts {
+    pub store: Store,
+    pub lessor: Arc<Lessor>,
+    pub members: Arc<Membership>,
+    pub hub: Arc<WatchHub>,
+    pub waiters: Arc<Waiters>,
+    pub alarms: Arc<Alarms>,
+    pub compactor: Compactor,
+    /// The member's "local" tree (snapshot install marker).
+    pub local: sled::Tree,
+    /// Where received snapshots are.
+    pub snap_dir: PathBuf,
+    /// Set when this member's own removal is applied: it must shut down.
+    pub removed: watch::Sender<bool>,
+}
+
 /// Applies committed entries.
 pub struct Applier {
     store: Store,
@@ -52,6 +72,9 @@ pub struct Applier {
     waiters: Arc<Waiters>,
     alarms: Arc<Alarms>,
     compactor: Compactor,
+    local: sled::Tree,
+    snap_dir: PathBuf,
+    removed: watch::Sender<bool>,
     member_id: u64,
 }
 
@@ -61,18 +84,20 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 impl Applier {
     /// The state machine over its parts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Store,
-        lessor: Arc<Lessor>,
-        members: Arc<Membership>,
-        hub: Arc<WatchHub>,
-        waiters: Arc<Waiters>,
-        alarms: Arc<Alarms>,
-        compactor: Compactor,
-        member_id: u64,
-    ) -> Applier {
-        Applier { store, lessor, members, hub, waiters, alarms, compactor, member_id }
+    pub fn new(p: ApplierParts, member_id: u64) -> Applier {
+        Applier {
+            store: p.store,
+            lessor: p.lessor,
+            members: p.members,
+            hub: p.hub,
+            waiters: p.waiters,
+            alarms: p.alarms,
+            compactor: p.compactor,
+            local: p.local,
+            snap_dir: p.snap_dir,
+            removed: p.removed,
+            member_id,
+        }
     }
 
     /// The last applied raft index (persisted with the state it describes).
@@ -91,11 +116,32 @@ impl Applier {
     }
 
     /// Replaces the state machine with a snapshot received from the leader.
+    /// The file was received and verified by the peer service before raft saw the message.
     pub fn install_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
-        let _ = snap;
-        Err(Error::Storage(
-            "received a raft snapshot, but this build cannot install snapshots from peers".into(),
-        ))
+        let meta = snap.get_metadata();
+        let path = self.snap_dir.join(format!("recv-{}-{}.snap", meta.term, meta.index));
+        crate::snapshot::state::install(&self.store, &self.local, &path)?;
+        if self.store.applied_index() != meta.index {
+            return Err(Error::Storage(format!(
+                "snapshot {} holds applied index {}, not {}",
+                path.display(),
+                self.store.applied_index(),
+                meta.index
+            )));
+        }
+        self.lessor.reload(&self.store)?;
+        self.members.reload(&self.store)?;
+        self.alarms.reload(&self.store)?;
+        self.hub.resync_all();
+        // Older received snapshots are of no further use.
+        if let Ok(rd) = std::fs::read_dir(&self.snap_dir) {
+            for e in rd.flatten() {
+                if e.path() != path && e.file_name().to_string_lossy().starts_with("recv-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Applies a normal entry.
@@ -178,6 +224,14 @@ impl Applier {
                 ApplyResult::Alarm(AlarmResponse { header: header(txn.revision()), alarms })
             }),
             Op::LeaseCheckpoints(_) => Ok(ApplyResult::None),
+            Op::MemberPeerUrls(m) => match self.members.get(m.id) {
+                Some(mut member) => {
+                    member.peer_ur_ls = m.peer_urls;
+                    self.members.apply_upsert(&mut txn, member);
+                    Ok(ApplyResult::Members(None, self.members.list()))
+                }
+                None => Err(Error::MemberNotFound),
+            },
             Op::MemberAttributes(m) => {
                 if let Some(mut member) = self.members.get(m.id) {
                     member.name = m.name;
@@ -234,17 +288,14 @@ impl Applier {
                 }
             }
         }
-        let _ = cs;
         txn.commit()?;
-        if let Some(c) = ctx {
-            // The proposer keyed its waiter by the context's id field when it is a request id.
-            self.waiters.trigger(c.id ^ REQUEST_ID_TAG, Ok(ApplyResult::Members(concerned, self.members.list())));
+        if let Some(c) = ctx.filter(|c| c.request_id != 0) {
+            self.waiters.trigger(c.request_id, Ok(ApplyResult::Members(concerned, self.members.list())));
         }
-        let _ = self.member_id;
+        let me_gone = !cs.voters.contains(&self.member_id) && !cs.learners.contains(&self.member_id);
+        if me_gone && cc.get_changes().iter().any(|c| c.node_id == self.member_id) {
+            self.removed.send_replace(true);
+        }
         Ok(())
     }
 }
-
-/// Waiters of conf changes are registered under `member id ^ REQUEST_ID_TAG`, so they cannot collide with
-/// ordinary request ids.
-pub const REQUEST_ID_TAG: u64 = 0x5a5a_0000_0000_0000;

@@ -64,6 +64,21 @@ impl Lessor {
         Ok(Lessor { inner: Mutex::new(inner), min_ttl: min_ttl.max(1) })
     }
 
+    /// Replaces the leases with the store's after a snapshot install (deadlines restart if primary).
+    pub fn reload(&self, store: &Store) -> Result<()> {
+        let fresh = Lessor::load(store, self.min_ttl)?;
+        let fresh = fresh.inner.into_inner().unwrap_or_else(|p| p.into_inner());
+        let primary = {
+            let mut inner = self.lock();
+            inner.leases = fresh.leases;
+            inner.primary
+        };
+        if primary {
+            self.promote();
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

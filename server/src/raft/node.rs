@@ -108,8 +108,14 @@ impl Node {
     /// Runs the loop until Shutdown or the input channel closes. A storage failure ends the loop with an
     /// error: the member must stop rather than limp on with state it cannot persist.
     pub fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<()> {
-        // Entries committed before a restart but not yet applied come out of the first Ready.
+        // Entries committed before a restart (or the bootstrap configuration) come out of the first Ready.
         self.on_ready()?;
+        let cs = self.raw.store().conf_state().clone();
+        if cs.voters == [self.status.id] && cs.learners.is_empty() && self.role != StateRole::Leader {
+            // Nobody else can win: do not wait an election timeout to become leader.
+            self.raw.campaign()?;
+            self.on_ready()?;
+        }
         loop {
             let Some(first) = rx.blocking_recv() else { break };
             if !self.handle(first) {

@@ -33,6 +33,7 @@ pub struct Ctx {
     pub hub: Arc<WatchHub>,
     pub alarms: Arc<Alarms>,
     pub compactor: Compactor,
+    pub transport: Arc<crate::peer::PeerTransport>,
     pub cluster_id: u64,
     pub member_id: u64,
     pub max_txn_ops: usize,

@@ -204,6 +204,20 @@ impl WatchHub {
         }
     }
 
+    /// After a snapshot replaced the store: every watcher resumes from the store (or is cancelled if what it
+    /// still needs was compacted away).
+    pub fn resync_all(&self) {
+        let mut inner = self.lock();
+        inner.notified_rev = self.store.current_revision();
+        for s in inner.streams.values_mut() {
+            for w in s.watchers.values_mut() {
+                w.synced = false;
+            }
+        }
+        drop(inner);
+        self.wake.notify_one();
+    }
+
     /// Called by the apply thread after revision `rev` is committed, with its events (prev_kv filled).
     pub fn notify(&self, rev: i64, events: &[Event]) {
         let mut inner = self.lock();

@@ -1,0 +1,285 @@
+//! The outbound side of the peer transport.
+//!
+//! One bounded queue and one task per peer. The raft thread only `try_send`s: when a peer's queue is full the
+//! message is dropped and the peer reported unreachable, and raft retransmits. The task keeps one
+//! client-streaming `Peer.Send` call open and packs whatever is queued into each batch; on any failure it
+//! reconnects with backoff. Snapshots are exported on the raft thread (the only place where nothing is being
+//! applied, so the copy is one point in time) and streamed from the file in chunks by a separate task.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use raftcd_proto::raftcdpb::{peer_client::PeerClient, RaftBatch, SnapshotChunk};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::member::Membership;
+use crate::mvcc::Store;
+use crate::raft::transport::Transport;
+use crate::raft::Input;
+use crate::snapshot::state::export;
+
+/// Messages queued per peer at most.
+const PEER_QUEUE: usize = 4096;
+/// Messages per batch at most.
+const MAX_BATCH: usize = 512;
+/// Snapshot data per chunk.
+const CHUNK: usize = 1024 * 1024;
+
+/// Sends raft messages to the other members.
+pub struct PeerTransport {
+    me: u64,
+    cluster_id: u64,
+    members: Arc<Membership>,
+    raft_tx: mpsc::Sender<Input>,
+    rt: tokio::runtime::Handle,
+    queues: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+    /// When each peer last accepted a batch (for the strict reconfiguration check).
+    active: Arc<Mutex<HashMap<u64, Instant>>>,
+    store: Store,
+    snap_dir: PathBuf,
+}
+
+impl PeerTransport {
+    /// A transport for member `me`.
+    pub fn new(
+        me: u64,
+        cluster_id: u64,
+        members: Arc<Membership>,
+        raft_tx: mpsc::Sender<Input>,
+        store: Store,
+        snap_dir: PathBuf,
+    ) -> Arc<PeerTransport> {
+        Arc::new(PeerTransport {
+            me,
+            cluster_id,
+            members,
+            raft_tx,
+            rt: tokio::runtime::Handle::current(),
+            queues: Mutex::new(HashMap::new()),
+            active: Arc::new(Mutex::new(HashMap::new())),
+            store,
+            snap_dir,
+        })
+    }
+
+    /// Peers that accepted traffic within `within`.
+    pub fn active_peers(&self, within: Duration) -> Vec<u64> {
+        let now = Instant::now();
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) <= within)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Records that `peer` just talked to us.
+    pub fn mark_active(&self, peer: u64) {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, Instant::now());
+    }
+
+    fn queue(&self, to: u64) -> mpsc::Sender<Message> {
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = q.get(&to) {
+            if !tx.is_closed() {
+                return tx.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let worker = PeerWorker {
+            me: self.me,
+            to,
+            cluster_id: self.cluster_id,
+            members: self.members.clone(),
+            raft_tx: self.raft_tx.clone(),
+            active: self.active.clone(),
+        };
+        self.rt.spawn(worker.run(rx));
+        q.insert(to, tx.clone());
+        tx
+    }
+
+    fn report_unreachable(&self, to: u64) {
+        let _ = self.raft_tx.try_send(Input::Unreachable(to));
+    }
+
+    fn send_snapshot(&self, m: Message) {
+        let to = m.to;
+        let meta = m.get_snapshot().get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        if self.store.applied_index() != index {
+            tracing::warn!(to, index, applied = self.store.applied_index(), "snapshot no longer matches the state");
+            let _ = self.raft_tx.try_send(Input::SnapshotSent { to, ok: false });
+            return;
+        }
+        let path = self.snap_dir.join(format!("send-{term}-{index}.snap"));
+        if !path.exists() {
+            // Remove older exports: only the newest is ever needed.
+            if let Ok(rd) = std::fs::read_dir(&self.snap_dir) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("send-") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            let started = Instant::now();
+            if let Err(e) = export(&self.store, index, term, &path) {
+                tracing::error!(error = %e, "exporting a snapshot failed");
+                let _ = self.raft_tx.try_send(Input::SnapshotSent { to, ok: false });
+                return;
+            }
+            tracing::info!(to, index, took_ms = started.elapsed().as_millis() as u64, "snapshot exported");
+        }
+        let url = self.members.get(to).and_then(|m| m.peer_ur_ls.first().cloned());
+        let raft_tx = self.raft_tx.clone();
+        let cluster_id = self.cluster_id;
+        self.rt.spawn(async move {
+            let ok = match url {
+                Some(url) => match stream_snapshot(&url, cluster_id, &m, &path).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(to, error = %e, "sending snapshot failed");
+                        false
+                    }
+                },
+                None => false,
+            };
+            let _ = raft_tx.send(Input::SnapshotSent { to, ok }).await;
+        });
+    }
+}
+
+async fn stream_snapshot(url: &str, cluster_id: u64, m: &Message, path: &PathBuf) -> Result<(), String> {
+    let mut client = PeerClient::connect(url.to_string()).await.map_err(|e| e.to_string())?;
+    let raft_message = m.write_to_bytes().map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+    let call = tokio::spawn(async move { client.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    let mut first = Some(raft_message);
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = file.read(&mut buf[filled..]).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        let last = filled < CHUNK;
+        let chunk = SnapshotChunk { cluster_id, raft_message: first.take().unwrap_or_default(), data: buf, last };
+        if tx.send(chunk).await.is_err() {
+            break;
+        }
+        if last {
+            break;
+        }
+    }
+    drop(tx);
+    call.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+impl Transport for PeerTransport {
+    fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            if m.to == self.me || m.to == 0 {
+                continue;
+            }
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot(m);
+                continue;
+            }
+            let to = m.to;
+            match self.queue(to).try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => self.report_unreachable(to),
+            }
+        }
+    }
+}
+
+struct PeerWorker {
+    me: u64,
+    to: u64,
+    cluster_id: u64,
+    members: Arc<Membership>,
+    raft_tx: mpsc::Sender<Input>,
+    active: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+impl PeerWorker {
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Some(url) = self.members.get(self.to).and_then(|m| m.peer_ur_ls.first().cloned()) else {
+                // Removed from the cluster: stop once nobody queues for it any more.
+                if rx.recv().await.is_none() {
+                    return;
+                }
+                continue;
+            };
+            let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+                Ok(e) => e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
+                Err(e) => {
+                    tracing::error!(peer = self.to, %url, error = %e, "invalid peer URL");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let channel = match endpoint.connect().await {
+                Ok(c) => c,
+                Err(_) => {
+                    self.unreachable(&mut rx);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(50);
+            let mut client = PeerClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+            let (btx, brx) = mpsc::channel::<RaftBatch>(8);
+            let call = tokio::spawn(async move { client.send(tokio_stream::wrappers::ReceiverStream::new(brx)).await });
+            loop {
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                let mut msgs = vec![first];
+                while msgs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => msgs.push(m),
+                        Err(_) => break,
+                    }
+                }
+                let messages = msgs.iter().filter_map(|m| m.write_to_bytes().ok()).collect();
+                let batch = RaftBatch { cluster_id: self.cluster_id, from: self.me, messages };
+                if btx.send(batch).await.is_err() {
+                    break;
+                }
+                self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(self.to, Instant::now());
+            }
+            match call.await {
+                Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
+                    tracing::error!(peer = self.to, message = %status.message(), "peer refused our messages");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => {}
+            }
+            self.unreachable(&mut rx);
+        }
+    }
+
+    /// Drops what is queued (raft resends) and tells raft the peer is unreachable.
+    fn unreachable(&self, rx: &mut mpsc::Receiver<Message>) {
+        while rx.try_recv().is_ok() {}
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.to);
+        let _ = self.raft_tx.try_send(Input::Unreachable(self.to));
+    }
+}

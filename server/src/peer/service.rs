@@ -1,0 +1,118 @@
+//! The inbound side of the peer transport: the `raftcdpb.Peer` gRPC service.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use raftcd_proto::raftcdpb::{
+    peer_server::Peer, MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::member::{encode_member, Membership};
+use crate::peer::PeerTransport;
+use crate::raft::Input;
+
+/// Serves raft traffic from other members.
+pub struct PeerService {
+    cluster_id: u64,
+    raft_tx: mpsc::Sender<Input>,
+    members: Arc<Membership>,
+    transport: Arc<PeerTransport>,
+    snap_dir: PathBuf,
+}
+
+impl PeerService {
+    /// The service for a member of `cluster_id`.
+    pub fn new(
+        cluster_id: u64,
+        raft_tx: mpsc::Sender<Input>,
+        members: Arc<Membership>,
+        transport: Arc<PeerTransport>,
+        snap_dir: PathBuf,
+    ) -> PeerService {
+        PeerService { cluster_id, raft_tx, members, transport, snap_dir }
+    }
+
+    fn check_cluster(&self, got: u64) -> Result<(), Status> {
+        if got != self.cluster_id {
+            tracing::warn!(expected = %format!("{:x}", self.cluster_id), got = %format!("{got:x}"), "rejected peer traffic from another cluster");
+            return Err(Status::permission_denied(format!(
+                "raftcd: cluster id mismatch (this member is in cluster {:x})",
+                self.cluster_id
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Message, Status> {
+    Message::parse_from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("raftcd: bad raft message: {e}")))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn send(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.check_cluster(batch.cluster_id)?;
+            if self.members.get(batch.from).is_none() {
+                // A removed (or never added) member: ignore it rather than let it disturb the group.
+                return Err(Status::permission_denied("raftcd: sender is not a member of this cluster"));
+            }
+            self.transport.mark_active(batch.from);
+            for bytes in &batch.messages {
+                let m = decode(bytes)?;
+                if self.raft_tx.send(Input::Step(Box::new(m))).await.is_err() {
+                    return Err(Status::unavailable("raftcd: member stopping"));
+                }
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument("raftcd: empty snapshot stream"));
+        };
+        self.check_cluster(first.cluster_id)?;
+        let msg = decode(&first.raft_message)?;
+        let meta = msg.get_snapshot().get_metadata();
+        let final_path = self.snap_dir.join(format!("recv-{}-{}.snap", meta.term, meta.index));
+        let part = final_path.with_extension("part");
+        let io = |e: std::io::Error| Status::internal(format!("raftcd: snapshot receive: {e}"));
+        let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
+        file.write_all(&first.data).await.map_err(io)?;
+        let mut last = first.last;
+        while !last {
+            let Some(chunk) = stream.message().await? else {
+                return Err(Status::invalid_argument("raftcd: snapshot stream ended early"));
+            };
+            file.write_all(&chunk.data).await.map_err(io)?;
+            last = chunk.last;
+        }
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        // Check it whole before raft ever sees it.
+        let p = part.clone();
+        tokio::task::spawn_blocking(move || crate::snapshot::state::verify(&p))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::from)?;
+        tokio::fs::rename(&part, &final_path).await.map_err(io)?;
+        tracing::info!(index = meta.index, term = meta.term, "snapshot received");
+        self.raft_tx.send(Input::Step(Box::new(msg))).await.map_err(|_| Status::unavailable("raftcd: member stopping"))?;
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(&self, _req: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members: self.members.list().iter().map(encode_member).collect(),
+        }))
+    }
+}
