@@ -9,7 +9,7 @@ fn init_logging(cfg: &Config) {
         other => other,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTCD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft_rs=warn,h2=warn,tower=warn,hyper=warn,sled=warn")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
@@ -28,7 +28,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(raftcd::server::run(cfg)) {
+    let result = rt.block_on(raftcd::server::run(cfg));
+    // Streams from peers and clients may still be open; everything durable is already flushed.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = result {
         tracing::error!(error = %e, "raftcd stopped with an error");
         eprintln!("raftcd: {e}");
         std::process::exit(1);

@@ -198,8 +198,16 @@ pub async fn run(cfg: Config) -> Result<()> {
     let raw = RawNode::new(&raft_cfg, storage, &crate::raft::logger::raft_logger())?;
 
     let (tx, rx) = mpsc::channel::<Input>(RAFT_INBOX);
-    let transport =
-        PeerTransport::new(ident.member_id, ident.cluster_id, members.clone(), tx.clone(), store.clone(), snap_dir.clone());
+    let my_peer_url = cfg.advertise_peer_urls().first().cloned().unwrap_or_default();
+    let transport = PeerTransport::new(
+        ident.member_id,
+        ident.cluster_id,
+        members.clone(),
+        tx.clone(),
+        store.clone(),
+        snap_dir.clone(),
+        my_peer_url,
+    );
     let (removed_tx, mut removed_rx) = watch::channel(false);
     let applier = Applier::new(
         ApplierParts {
@@ -243,6 +251,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         alarms,
         compactor,
         transport: transport.clone(),
+        leader: Default::default(),
         cluster_id: ident.cluster_id,
         member_id: ident.member_id,
         max_txn_ops: cfg.max_txn_ops,
@@ -312,8 +321,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         _ = removed_rx.wait_for(|r| *r) => tracing::warn!("this member was removed from the cluster; shutting down"),
     }
     let _ = shutdown_tx.send(true);
+    // Give in-flight requests a moment; long-lived streams (watches, peers) do not hold up the exit.
     for s in servers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
     let _ = tx.send(Input::Shutdown).await;
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;

@@ -29,7 +29,9 @@ mod write;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_more;
+mod tests_history;
+#[cfg(test)]
+mod tests_write;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -118,6 +120,27 @@ impl Store {
                 tree,
             }),
         })
+    }
+
+    /// Re-reads the revision, compaction state, applied index and counters from the tree after another
+    /// layer replaced its contents (snapshot install). Call it from the apply thread with no WriteTxn open.
+    pub fn reload(&self) -> Result<()> {
+        let fresh = Store::open(self.inner.tree.clone())?;
+        let (i, f) = (&self.inner, &fresh.inner);
+        let _no_compaction = i
+            .compact_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        i.seq.fetch_add(1, SeqCst);
+        i.current_rev.store(f.current_rev.load(SeqCst), SeqCst);
+        i.compact_rev.store(f.compact_rev.load(SeqCst), SeqCst);
+        i.compact_done.store(f.compact_done.load(SeqCst), SeqCst);
+        i.applied_index.store(f.applied_index.load(SeqCst), SeqCst);
+        i.key_count.store(f.key_count.load(SeqCst), SeqCst);
+        i.size_written.store(f.size_written.load(SeqCst), SeqCst);
+        i.size_freed.store(f.size_freed.load(SeqCst), SeqCst);
+        i.seq.fetch_add(1, SeqCst);
+        Ok(())
     }
 
     /// The revision of the last committed write (1 for an empty store).

@@ -232,7 +232,7 @@ pub(crate) fn build_range(
     let enough = if sorted || filtered || req.limit <= 0 {
         usize::MAX
     } else {
-        req.limit as usize + 1
+        (req.limit as usize).saturating_add(1)
     };
     let mut count = 0i64;
     let mut kvs = Vec::new();

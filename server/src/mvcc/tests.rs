@@ -1,4 +1,4 @@
-//! Store tests: revisions, versions, Range semantics, Put/DeleteRange options, leases.
+//! Store tests: revisions, versions, Range semantics; the helpers shared by the other test files.
 
 use raftcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use raftcd_proto::etcdserverpb::request_op::Request;
@@ -83,8 +83,8 @@ pub(crate) fn put_op(k: &str, v: &str) -> RequestOp {
     }
 }
 
-/// A range at every revision from `from` to the current one, both through `h` (explicit revision) and,
-/// at the current revision, through `k`: the results must agree.
+/// Runs `req` at the current revision through `k` (revision 0 and explicit) and, after one unrelated write,
+/// at the same revision through `h`: all three must agree.
 fn both_paths(s: &Store, req: &RangeRequest) -> RangeResponse {
     let latest = s
         .range(&RangeRequest {
@@ -243,6 +243,8 @@ fn limit_more_and_count() {
     assert_eq!((r.kvs.len(), r.more, r.count), (5, false, 5));
     let r = with(0);
     assert_eq!((r.kvs.len(), r.more, r.count), (5, false, 5));
+    let r = with(i64::MAX);
+    assert_eq!((r.kvs.len(), r.more, r.count), (5, false, 5));
     let r = with(6);
     assert_eq!((r.kvs.len(), r.more, r.count), (5, false, 5));
 }
@@ -388,212 +390,36 @@ fn keys_only_and_count_only() {
 }
 
 #[test]
-fn prev_kv_on_put_and_delete() {
+fn corrupt_data_is_a_storage_error_not_a_panic() {
     let (s, _db) = new_store();
-    let req = PutRequest {
-        prev_kv: true,
-        ..put_req("k", "1")
-    };
-    let (r, c) = apply(&s, |w| w.put(&req));
-    let r = r.unwrap();
-    assert_eq!((r.prev_kv, r.header.unwrap().revision), (None, 2));
-    assert_eq!(c.events[0].prev_kv, None);
-    let req = PutRequest {
-        prev_kv: true,
-        ..put_req("k", "2")
-    };
-    let (r, c) = apply(&s, |w| w.put(&req));
-    let prev = r.unwrap().prev_kv.unwrap();
-    assert_eq!((prev.value.as_slice(), prev.mod_revision), (&b"1"[..], 2));
-    assert_eq!(c.events[0].prev_kv.as_ref(), Some(&prev));
-    // Without prev_kv the response has none but the event still does.
-    let (r, c) = apply(&s, |w| w.put(&put_req("k", "3")));
-    assert_eq!(r.unwrap().prev_kv, None);
-    assert_eq!(c.events[0].prev_kv.as_ref().unwrap().value, b"2");
-    put(&s, "l", "x");
-    let req = DeleteRangeRequest {
-        key: "k".into(),
-        range_end: "m".into(),
-        prev_kv: true,
-    };
-    let (r, c) = apply(&s, |w| w.delete_range(&req));
-    let r = r.unwrap();
-    assert_eq!(r.deleted, 2);
-    assert_eq!(r.header.unwrap().revision, 6);
-    assert_eq!(
-        r.prev_kvs
-            .iter()
-            .map(|kv| kv.value.clone())
-            .collect::<Vec<_>>(),
-        [b"3".to_vec(), b"x".to_vec()]
-    );
-    let kv = c.events[0].kv.clone().unwrap();
-    assert_eq!(
-        (
-            kv.key.as_slice(),
-            kv.mod_revision,
-            kv.version,
-            kv.create_revision
-        ),
-        (&b"k"[..], 6, 0, 0)
-    );
-    assert_eq!(c.events[1].prev_kv.as_ref().unwrap().key, b"l");
-    let req = DeleteRangeRequest {
-        key: "a".into(),
-        range_end: "\0".into(),
-        prev_kv: false,
-    };
-    assert_eq!(apply(&s, |w| w.delete_range(&req)).0.unwrap().deleted, 0);
-}
-
-#[test]
-fn ignore_value_and_ignore_lease() {
-    let (s, _db) = new_store();
-    let iv = PutRequest {
-        ignore_value: true,
-        lease: 100,
-        ..put_req("k", "")
-    };
-    assert_eq!(apply(&s, |w| w.put(&iv)).0, Err(Error::KeyNotFound));
-    let il = PutRequest {
-        ignore_lease: true,
-        ..put_req("k", "v")
-    };
-    assert_eq!(apply(&s, |w| w.put(&il)).0, Err(Error::KeyNotFound));
-    assert_eq!(s.current_revision(), 1);
-    apply(&s, |w| {
-        w.put(&PutRequest {
-            lease: 200,
-            ..put_req("k", "v1")
-        })
-    })
-    .0
+    put(&s, "a", "1");
+    put(&s, "a", "2"); // reads at revision 2 go through `h`
+    let tree = &s.inner.tree;
+    tree.insert(b"kb", &b"\xff\xff\xff"[..]).unwrap();
+    assert!(matches!(
+        s.range(&rreq(b"a", b"\0", 0)),
+        Err(Error::Storage(_))
+    ));
+    tree.insert(
+        super::key_index::history_key(b"c", super::Revision::new(2, 5)),
+        &[7u8][..],
+    )
     .unwrap();
-    // ignore_value: keeps "v1", takes lease 100.
-    apply(&s, |w| w.put(&iv)).0.unwrap();
-    let kv = get(&s, "k", 0).unwrap();
-    assert_eq!(
-        (kv.value.as_slice(), kv.lease, kv.version),
-        (&b"v1"[..], 100, 2)
-    );
-    // ignore_lease: keeps lease 100, takes "v".
-    apply(&s, |w| w.put(&il)).0.unwrap();
-    let kv = get(&s, "k", 0).unwrap();
-    assert_eq!(
-        (kv.value.as_slice(), kv.lease, kv.version),
-        (&b"v"[..], 100, 3)
-    );
-    assert_eq!(s.lease_keys(100).unwrap(), [b"k".to_vec()]);
-    assert!(s.lease_keys(200).unwrap().is_empty());
-}
-
-#[test]
-fn lease_not_found_writes_nothing_even_inside_a_txn() {
-    let (s, _db) = new_store();
-    put(&s, "x", "0");
-    let bad = PutRequest {
-        lease: 999,
-        ..put_req("k", "v")
-    };
-    let (r, c) = apply(&s, |w| w.put(&bad));
-    assert_eq!(r, Err(Error::LeaseNotFound));
-    assert_eq!((c.revision, c.events.len()), (2, 0));
-    let txn = TxnRequest {
-        success: vec![
-            put_op("a", "1"),
-            RequestOp {
-                request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
-                    key: "x".into(),
-                    ..Default::default()
-                })),
-            },
-            RequestOp {
-                request: Some(Request::RequestPut(bad.clone())),
-            },
-        ],
-        ..Default::default()
-    };
-    let (r, c) = apply(&s, |w| {
-        let r = w.txn(&txn);
-        assert_eq!(w.revision(), 2, "a failed txn leaves nothing buffered");
-        r
-    });
-    assert_eq!(r, Err(Error::LeaseNotFound));
-    assert_eq!((c.revision, c.events.len()), (2, 0));
-    assert_eq!(s.current_revision(), 2);
-    assert_eq!(s.applied_index(), 3);
-    assert!(get(&s, "a", 0).is_none());
-    assert_eq!(get(&s, "x", 0).unwrap().value, b"0");
-    assert_eq!(s.key_count().unwrap(), 1);
-    // The same entry can still do other work after the failed txn.
-    let (r, c) = apply(&s, |w| {
-        assert!(w.txn(&txn).is_err());
-        w.put(&put_req("b", "1"))
-    });
-    assert_eq!(r.unwrap().header.unwrap().revision, 3);
-    assert_eq!(c.events.len(), 1);
-    assert!(get(&s, "a", 0).is_none());
-}
-
-#[test]
-fn lease_attachments_follow_puts_and_deletes() {
-    let (s, _db) = new_store();
-    let with = |k: &str, lease| PutRequest {
-        lease,
-        ..put_req(k, "v")
-    };
-    apply(&s, |w| w.put(&with("k1", 100))).0.unwrap();
-    apply(&s, |w| w.put(&with("k2", 100))).0.unwrap();
-    apply(&s, |w| w.put(&with("k3", 200))).0.unwrap();
-    assert_eq!(s.lease_keys(100).unwrap(), [b"k1".to_vec(), b"k2".to_vec()]);
-    apply(&s, |w| w.put(&with("k2", 200))).0.unwrap();
-    assert_eq!(s.lease_keys(200).unwrap(), [b"k2".to_vec(), b"k3".to_vec()]);
-    del(&s, "k1", "");
-    assert!(s.lease_keys(100).unwrap().is_empty());
-    apply(&s, |w| w.put(&with("k3", 0))).0.unwrap();
-    assert_eq!(s.lease_keys(200).unwrap(), [b"k2".to_vec()]);
-    // A revoke: every attached key deleted in one entry, one revision.
-    let before = s.current_revision();
-    let (_, c) = apply(&s, |w| {
-        for k in s.lease_keys(200)? {
-            w.delete_range(&DeleteRangeRequest {
-                key: k,
-                ..Default::default()
-            })?;
-        }
-        Ok(())
-    });
-    assert_eq!((c.revision, c.events.len()), (before + 1, 1));
-    assert!(s.lease_keys(200).unwrap().is_empty());
-}
-
-#[test]
-fn meta_values_roundtrip() {
-    let (s, _db) = new_store();
-    apply(&s, |w| {
-        w.set_meta(b"l\x00\x01", Some(b"one".to_vec()));
-        w.set_meta(b"l\x00\x02", Some(b"two".to_vec()));
-        w.set_meta(b"m1", Some(b"member".to_vec()));
-        assert_eq!(w.get_meta(b"m1")?, Some(b"member".to_vec()));
-        Ok(())
-    })
-    .0
-    .unwrap();
-    assert_eq!(s.current_revision(), 1, "meta writes are not revisions");
-    assert_eq!(s.get_meta(b"m1").unwrap(), Some(b"member".to_vec()));
-    assert_eq!(
-        s.scan_meta(b"l").unwrap(),
-        [
-            (b"l\x00\x01".to_vec(), b"one".to_vec()),
-            (b"l\x00\x02".to_vec(), b"two".to_vec())
-        ]
-    );
-    apply(&s, |w| {
-        w.set_meta(b"m1", None);
-        Ok(())
-    })
-    .0
-    .unwrap();
-    assert_eq!(s.get_meta(b"m1").unwrap(), None);
-    assert!(s.size_on_disk() > 0);
+    assert!(matches!(
+        s.range(&rreq(b"c", b"", 2)),
+        Err(Error::Storage(_))
+    ));
+    assert!(matches!(s.hash_kv(0), Err(Error::Storage(_))));
+    tree.insert(b"hjunk", &[0u8][..]).unwrap();
+    assert!(matches!(
+        s.range(&rreq(b"d", b"\0", 2)),
+        Err(Error::Storage(_))
+    ));
+    tree.insert(b"r\0\0\0\0\0\0\0\x02", &b"x"[..]).unwrap(); // a log key without its sub revision
+    assert!(matches!(
+        s.events(0, 0, b"\0", b"\0", 0),
+        Err(Error::Storage(_))
+    ));
+    tree.insert(b"mrev", &b"x"[..]).unwrap();
+    assert!(matches!(Store::open(tree.clone()), Err(Error::Storage(_))));
 }

@@ -42,6 +42,17 @@ pub struct PeerTransport {
     active: Arc<Mutex<HashMap<u64, Instant>>>,
     store: Store,
     snap_dir: PathBuf,
+    my_url: String,
+    /// Peer URLs learned from incoming traffic, for peers not (yet) in the applied member list.
+    learned: Arc<Mutex<HashMap<u64, String>>>,
+}
+
+/// The first peer URL of `id`: from the member list, else from what its own traffic told us.
+fn peer_url(members: &Membership, learned: &Mutex<HashMap<u64, String>>, id: u64) -> Option<String> {
+    members
+        .get(id)
+        .and_then(|m| m.peer_ur_ls.first().cloned())
+        .or_else(|| learned.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned())
 }
 
 impl PeerTransport {
@@ -53,6 +64,7 @@ impl PeerTransport {
         raft_tx: mpsc::Sender<Input>,
         store: Store,
         snap_dir: PathBuf,
+        my_url: String,
     ) -> Arc<PeerTransport> {
         Arc::new(PeerTransport {
             me,
@@ -64,6 +76,8 @@ impl PeerTransport {
             active: Arc::new(Mutex::new(HashMap::new())),
             store,
             snap_dir,
+            my_url,
+            learned: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -79,9 +93,12 @@ impl PeerTransport {
             .collect()
     }
 
-    /// Records that `peer` just talked to us.
-    pub fn mark_active(&self, peer: u64) {
+    /// Records that `peer` just talked to us, and from which URL.
+    pub fn mark_active(&self, peer: u64, url: &str) {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, Instant::now());
+        if !url.is_empty() && self.members.get(peer).is_none() {
+            self.learned.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, url.to_string());
+        }
     }
 
     fn queue(&self, to: u64) -> mpsc::Sender<Message> {
@@ -99,6 +116,8 @@ impl PeerTransport {
             members: self.members.clone(),
             raft_tx: self.raft_tx.clone(),
             active: self.active.clone(),
+            learned: self.learned.clone(),
+            my_url: self.my_url.clone(),
         };
         self.rt.spawn(worker.run(rx));
         q.insert(to, tx.clone());
@@ -136,7 +155,7 @@ impl PeerTransport {
             }
             tracing::info!(to, index, took_ms = started.elapsed().as_millis() as u64, "snapshot exported");
         }
-        let url = self.members.get(to).and_then(|m| m.peer_ur_ls.first().cloned());
+        let url = peer_url(&self.members, &self.learned, to);
         let raft_tx = self.raft_tx.clone();
         let cluster_id = self.cluster_id;
         self.rt.spawn(async move {
@@ -213,13 +232,15 @@ struct PeerWorker {
     members: Arc<Membership>,
     raft_tx: mpsc::Sender<Input>,
     active: Arc<Mutex<HashMap<u64, Instant>>>,
+    learned: Arc<Mutex<HashMap<u64, String>>>,
+    my_url: String,
 }
 
 impl PeerWorker {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            let Some(url) = self.members.get(self.to).and_then(|m| m.peer_ur_ls.first().cloned()) else {
+            let Some(url) = peer_url(&self.members, &self.learned, self.to) else {
                 // Removed from the cluster: stop once nobody queues for it any more.
                 if rx.recv().await.is_none() {
                     return;
@@ -259,7 +280,8 @@ impl PeerWorker {
                     }
                 }
                 let messages = msgs.iter().filter_map(|m| m.write_to_bytes().ok()).collect();
-                let batch = RaftBatch { cluster_id: self.cluster_id, from: self.me, messages };
+                let batch =
+                    RaftBatch { cluster_id: self.cluster_id, from: self.me, messages, from_url: self.my_url.clone() };
                 if btx.send(batch).await.is_err() {
                     break;
                 }

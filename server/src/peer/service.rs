@@ -59,11 +59,7 @@ impl Peer for PeerService {
         let mut stream = req.into_inner();
         while let Some(batch) = stream.message().await? {
             self.check_cluster(batch.cluster_id)?;
-            if self.members.get(batch.from).is_none() {
-                // A removed (or never added) member: ignore it rather than let it disturb the group.
-                return Err(Status::permission_denied("raftcd: sender is not a member of this cluster"));
-            }
-            self.transport.mark_active(batch.from);
+            self.transport.mark_active(batch.from, &batch.from_url);
             for bytes in &batch.messages {
                 let m = decode(bytes)?;
                 if self.raft_tx.send(Input::Step(Box::new(m))).await.is_err() {

@@ -11,11 +11,11 @@ impl Drain for TracingDrain {
     fn log(&self, record: &Record<'_>, _values: &OwnedKVList) -> Result<(), slog::Never> {
         let msg = record.msg();
         match record.level() {
-            Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}"),
-            Level::Warning => tracing::warn!(target: "raft", "{msg}"),
-            Level::Info => tracing::info!(target: "raft", "{msg}"),
-            Level::Debug => tracing::debug!(target: "raft", "{msg}"),
-            Level::Trace => tracing::trace!(target: "raft", "{msg}"),
+            Level::Critical | Level::Error => tracing::error!(target: "raft_rs", "{msg}"),
+            Level::Warning => tracing::warn!(target: "raft_rs", "{msg}"),
+            Level::Info => tracing::info!(target: "raft_rs", "{msg}"),
+            Level::Debug => tracing::debug!(target: "raft_rs", "{msg}"),
+            Level::Trace => tracing::trace!(target: "raft_rs", "{msg}"),
         }
         Ok(())
     }

@@ -52,6 +52,8 @@ pub enum Input {
     TransferLeader(u64),
     /// A peer could not be reached.
     Unreachable(u64),
+    /// Leader only: each peer's matched index and the leader's last index (empty when not leader).
+    Progress(oneshot::Sender<(u64, Vec<(u64, u64)>)>),
     /// Outcome of sending a snapshot to a peer.
     SnapshotSent { to: u64, ok: bool },
     /// Stop the loop.
@@ -169,6 +171,15 @@ impl Node {
             }
             Input::ReadIndex(tx) => self.reads_pending.push(tx),
             Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Progress(tx) => {
+                let r = &self.raw.raft;
+                let report = if r.state == StateRole::Leader {
+                    (r.raft_log.last_index(), r.prs().iter().map(|(id, p)| (*id, p.matched)).collect())
+                } else {
+                    (0, Vec::new())
+                };
+                let _ = tx.send(report);
+            }
             Input::Unreachable(id) => self.raw.report_unreachable(id),
             Input::SnapshotSent { to, ok } => {
                 let st = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };

@@ -10,7 +10,7 @@ use raftcd_proto::raftcdpb::raft_request::Op;
 use tonic::{Request, Response, Status};
 
 use crate::apply::ApplyResult;
-use crate::services::{require_leader, unexpected, validate, Ctx};
+use crate::services::{deny_learner, require_leader, unexpected, validate, Ctx};
 
 /// The KV service.
 pub struct KvService {
@@ -31,6 +31,9 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::range(&r)?;
         if !r.serializable {
+            deny_learner(&self.ctx)?;
+        }
+        if !r.serializable {
             self.ctx.raft.linearizable_barrier().await?;
         }
         let store = self.ctx.store.clone();
@@ -45,6 +48,7 @@ impl Kv for KvService {
         require_leader(&self.ctx, &req)?;
         let r = req.into_inner();
         validate::put(&r)?;
+        deny_learner(&self.ctx)?;
         match self.ctx.propose(Op::Put(r)).await? {
             ApplyResult::Put(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
@@ -58,6 +62,7 @@ impl Kv for KvService {
         require_leader(&self.ctx, &req)?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
+        deny_learner(&self.ctx)?;
         match self.ctx.propose(Op::DeleteRange(r)).await? {
             ApplyResult::DeleteRange(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
@@ -71,6 +76,7 @@ impl Kv for KvService {
         require_leader(&self.ctx, &req)?;
         let r = req.into_inner();
         validate::txn(&r, self.ctx.max_txn_ops)?;
+        deny_learner(&self.ctx)?;
         match self.ctx.propose(Op::Txn(r)).await? {
             ApplyResult::Txn(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
@@ -83,6 +89,7 @@ impl Kv for KvService {
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         require_leader(&self.ctx, &req)?;
         let r = req.into_inner();
+        deny_learner(&self.ctx)?;
         let (rev, physical) = (r.revision, r.physical);
         match self.ctx.propose(Op::Compact(r)).await? {
             ApplyResult::Compact(mut resp) => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use raftcd_proto::etcdserverpb::{
-    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    lease_client::LeaseClient, lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::apply::ApplyResult;
 use crate::error::Error;
+use crate::services::forward::forward_status;
 use crate::services::{require_leader, unexpected, Ctx};
 
 /// The Lease service.
@@ -72,6 +73,40 @@ impl Lease for LeaseService {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<LeaseKeepAliveResponse, Status>>(16);
         let ctx = self.ctx.clone();
+        if let Some(ch) = self.ctx.forward_target()? {
+            // Only the leader keeps lease deadlines: pipe the stream to it.
+            let (up_tx, up_rx) = mpsc::channel::<LeaseKeepAliveRequest>(16);
+            let mut down = LeaseClient::new(ch)
+                .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(up_rx))
+                .await
+                .map_err(forward_status)?
+                .into_inner();
+            tokio::spawn(async move {
+                while let Some(Ok(ka)) = inbound.next().await {
+                    if up_tx.send(ka).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                loop {
+                    let item = match down.message().await {
+                        Ok(Some(mut resp)) => {
+                            let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
+                            resp.header = Some(ctx.header(rev));
+                            Ok(resp)
+                        }
+                        Ok(None) => break,
+                        Err(s) => Err(forward_status(s)),
+                    };
+                    let stop = item.is_err();
+                    if tx.send(item).await.is_err() || stop {
+                        break;
+                    }
+                }
+            });
+            return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
+        }
         tokio::spawn(async move {
             while let Some(Ok(ka)) = inbound.next().await {
                 let resp = match ctx.lessor.renew(ka.id) {
@@ -103,6 +138,11 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         require_leader(&self.ctx, &req)?;
         let r = req.into_inner();
+        if let Some(ch) = self.ctx.forward_target()? {
+            let mut resp = LeaseClient::new(ch).lease_time_to_live(r).await.map_err(forward_status)?.into_inner();
+            self.ctx.stamp(&mut resp.header);
+            return Ok(Response::new(resp));
+        }
         self.ctx.raft.linearizable_barrier().await?;
         let header = Some(self.ctx.header(self.ctx.store.current_revision()));
         let Some((granted, remaining)) = self.ctx.lessor.time_to_live(r.id) else {

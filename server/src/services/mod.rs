@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod forward;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -34,6 +35,7 @@ pub struct Ctx {
     pub alarms: Arc<Alarms>,
     pub compactor: Compactor,
     pub transport: Arc<crate::peer::PeerTransport>,
+    pub leader: forward::LeaderChannel,
     pub cluster_id: u64,
     pub member_id: u64,
     pub max_txn_ops: usize,
@@ -62,6 +64,15 @@ impl Ctx {
         *h = Some(self.header(rev));
     }
 
+    /// A channel to the leader when this member does not lead (None when it does).
+    pub fn forward_target(&self) -> Result<Option<tonic::transport::Channel>> {
+        let st = self.raft.status();
+        if st.is_leader() {
+            return Ok(None);
+        }
+        self.leader.get(st, &self.members).map(Some)
+    }
+
     /// Replicates `op` through raft after the request-size check.
     pub async fn propose(&self, op: Op) -> Result<ApplyResult> {
         if prost::Message::encoded_len(&raftcd_proto::raftcdpb::RaftRequest { id: 0, op: Some(op.clone()), unix_millis: 0 })
@@ -78,6 +89,14 @@ pub fn require_leader<T>(ctx: &Ctx, req: &tonic::Request<T>) -> Result<()> {
     let wants = req.metadata().get("hasleader").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "true");
     if wants && ctx.raft.status().leader() == 0 {
         return Err(Error::NoLeader);
+    }
+    Ok(())
+}
+
+/// Learners serve only serializable reads and Status ("etcdserver: rpc not supported for learner").
+pub fn deny_learner(ctx: &Ctx) -> Result<()> {
+    if ctx.raft.status().is_learner() {
+        return Err(Error::NotSupportedForLearner);
     }
     Ok(())
 }

@@ -1,253 +1,18 @@
-//! Store tests: txn compares and branches, compaction, events, hash, reopen, concurrent readers.
+//! Store tests: compaction, events, hash, reopen, concurrent readers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use raftcd_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use raftcd_proto::etcdserverpb::request_op::Request;
-use raftcd_proto::etcdserverpb::response_op::Response;
-use raftcd_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use raftcd_proto::etcdserverpb::{DeleteRangeRequest, RangeRequest, RequestOp, TxnRequest};
 use raftcd_proto::mvccpb::event::EventType;
 
 use super::tests::{apply, del, get, keys, new_store, put, put_op, put_req, rreq};
 use super::{Store, P_HIST, P_REV};
 use crate::error::Error;
 
-fn cmp(
-    key: &str,
-    end: &str,
-    target: CompareTarget,
-    result: CompareResult,
-    operand: TargetUnion,
-) -> Compare {
-    Compare {
-        key: key.into(),
-        range_end: end.into(),
-        target: target as i32,
-        result: result as i32,
-        target_union: Some(operand),
-    }
-}
-
-/// Whether a txn with the single compare `c` takes its success branch.
-fn holds(s: &Store, c: Compare) -> bool {
-    let txn = TxnRequest {
-        compare: vec![c],
-        ..Default::default()
-    };
-    apply(s, |w| w.txn(&txn)).0.unwrap().succeeded
-}
-
 fn count_prefix(s: &Store, prefix: u8) -> usize {
     s.inner.tree.scan_prefix([prefix]).count()
-}
-
-#[test]
-fn compares_for_every_target_and_result() {
-    use CompareResult::*;
-    use CompareTarget::*;
-    use TargetUnion as U;
-    let (s, _db) = new_store();
-    put(&s, "k", "v0"); // rev 2
-    put(&s, "other", "x"); // rev 3
-    apply(&s, |w| {
-        w.put(&PutRequest {
-            lease: 100,
-            ..put_req("k", "v1")
-        })
-    })
-    .0
-    .unwrap(); // rev 4
-               // k = {create 2, mod 4, version 2, value "v1", lease 100}
-    let cases: Vec<(CompareTarget, TargetUnion, [bool; 4])> = vec![
-        // operand equal, then results for [Equal, NotEqual, Greater, Less] with field vs operand
-        (Version, U::Version(2), [true, false, false, false]),
-        (Version, U::Version(1), [false, true, true, false]),
-        (Version, U::Version(3), [false, true, false, true]),
-        (Create, U::CreateRevision(2), [true, false, false, false]),
-        (Create, U::CreateRevision(3), [false, true, false, true]),
-        (Mod, U::ModRevision(4), [true, false, false, false]),
-        (Mod, U::ModRevision(3), [false, true, true, false]),
-        (Value, U::Value(b"v1".to_vec()), [true, false, false, false]),
-        (Value, U::Value(b"v0".to_vec()), [false, true, true, false]),
-        (Value, U::Value(b"v10".to_vec()), [false, true, false, true]),
-        (Lease, U::Lease(100), [true, false, false, false]),
-        (Lease, U::Lease(200), [false, true, false, true]),
-        // An operand of another variant counts as 0 (etcd's compareKV).
-        (Mod, U::Version(4), [false, true, true, false]),
-    ];
-    for (target, operand, want) in cases {
-        for (result, want) in [Equal, NotEqual, Greater, Less].into_iter().zip(want) {
-            let c = cmp("k", "", target, result, operand.clone());
-            assert_eq!(holds(&s, c), want, "{target:?} {result:?} {operand:?}");
-        }
-    }
-    // A missing key compares as a zero KeyValue, except VALUE which always fails.
-    assert!(holds(&s, cmp("nope", "", Version, Equal, U::Version(0))));
-    assert!(holds(
-        &s,
-        cmp("nope", "", Create, Equal, U::CreateRevision(0))
-    ));
-    assert!(holds(&s, cmp("nope", "", Mod, Less, U::ModRevision(1))));
-    assert!(holds(&s, cmp("nope", "", Lease, Equal, U::Lease(0))));
-    assert!(!holds(&s, cmp("nope", "", Value, Equal, U::Value(vec![]))));
-    assert!(!holds(
-        &s,
-        cmp("nope", "", Value, NotEqual, U::Value(b"x".to_vec()))
-    ));
-    // All compares must hold.
-    let txn = TxnRequest {
-        compare: vec![
-            cmp("k", "", Version, Equal, U::Version(2)),
-            cmp("k", "", Lease, Equal, U::Lease(0)),
-        ],
-        ..Default::default()
-    };
-    assert!(!apply(&s, |w| w.txn(&txn)).0.unwrap().succeeded);
-}
-
-#[test]
-fn range_compares_hold_for_every_key() {
-    use CompareResult::*;
-    use CompareTarget::*;
-    use TargetUnion as U;
-    let (s, _db) = new_store();
-    put(&s, "r1", "a");
-    put(&s, "r2", "b");
-    put(&s, "r2", "c");
-    put(&s, "s", "z");
-    assert!(holds(&s, cmp("r", "s", Version, Greater, U::Version(0))));
-    assert!(!holds(&s, cmp("r", "s", Version, Equal, U::Version(1))));
-    assert!(holds(
-        &s,
-        cmp("r", "s", Value, Less, U::Value(b"d".to_vec()))
-    ));
-    assert!(!holds(
-        &s,
-        cmp("r", "\0", Value, Less, U::Value(b"d".to_vec()))
-    ));
-    assert!(holds(&s, cmp("r", "\0", Mod, Greater, U::ModRevision(1))));
-    // No key in the range: a zero KeyValue (etcd applyCompare), VALUE fails.
-    assert!(holds(&s, cmp("t", "u", Version, Equal, U::Version(0))));
-    assert!(!holds(&s, cmp("t", "u", Version, Greater, U::Version(0))));
-    assert!(!holds(&s, cmp("t", "u", Value, Equal, U::Value(vec![]))));
-}
-
-#[test]
-fn txn_branches_see_their_own_writes_and_nest() {
-    use CompareResult::*;
-    use CompareTarget::*;
-    let (s, _db) = new_store();
-    put(&s, "a", "0"); // rev 2
-    let range = |k: &str| RequestOp {
-        request: Some(Request::RequestRange(rreq(k.as_bytes(), b"", 0))),
-    };
-    let delete = |k: &str| RequestOp {
-        request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
-            key: k.into(),
-            ..Default::default()
-        })),
-    };
-    let nested = TxnRequest {
-        compare: vec![cmp("x", "", Version, Equal, TargetUnion::Version(1))],
-        success: vec![put_op("y", "2"), range("y")],
-        failure: vec![put_op("y", "fail")],
-    };
-    let txn = TxnRequest {
-        compare: vec![cmp(
-            "a",
-            "",
-            Value,
-            Equal,
-            TargetUnion::Value(b"0".to_vec()),
-        )],
-        success: vec![
-            range("a"),
-            put_op("x", "1"),
-            range("x"),
-            delete("a"),
-            range("a"),
-            RequestOp {
-                request: Some(Request::RequestTxn(nested)),
-            },
-        ],
-        failure: vec![range("a")],
-    };
-    let (r, c) = apply(&s, |w| w.txn(&txn));
-    let r = r.unwrap();
-    assert!(r.succeeded);
-    assert_eq!(r.header.unwrap().revision, 3);
-    let resp = |i: usize| r.responses[i].response.clone().unwrap();
-    let Response::ResponseRange(a0) = resp(0) else {
-        panic!()
-    };
-    assert_eq!(
-        (a0.kvs[0].value.as_slice(), a0.header.unwrap().revision),
-        (&b"0"[..], 2)
-    );
-    let Response::ResponsePut(p) = resp(1) else {
-        panic!()
-    };
-    assert_eq!(p.header.unwrap().revision, 3);
-    let Response::ResponseRange(x) = resp(2) else {
-        panic!()
-    };
-    assert_eq!(
-        (
-            x.kvs[0].value.as_slice(),
-            x.kvs[0].mod_revision,
-            x.header.unwrap().revision
-        ),
-        (&b"1"[..], 3, 3)
-    );
-    let Response::ResponseDeleteRange(d) = resp(3) else {
-        panic!()
-    };
-    assert_eq!((d.deleted, d.header.unwrap().revision), (1, 3));
-    let Response::ResponseRange(a1) = resp(4) else {
-        panic!()
-    };
-    assert_eq!(a1.count, 0);
-    let Response::ResponseTxn(n) = resp(5) else {
-        panic!()
-    };
-    assert!(
-        n.succeeded,
-        "the nested compare sees x written by the outer branch"
-    );
-    assert_eq!(n.header.unwrap().revision, 3);
-    let Some(Response::ResponseRange(y)) = n.responses[1].response.clone() else {
-        panic!()
-    };
-    assert_eq!(y.kvs[0].value, b"2");
-    // One revision; events in op order with increasing sub revisions.
-    assert_eq!(c.revision, 3);
-    let evs: Vec<(i32, Vec<u8>)> = c
-        .events
-        .iter()
-        .map(|e| (e.r#type, e.kv.clone().unwrap().key))
-        .collect();
-    let (put, delete) = (EventType::Put as i32, EventType::Delete as i32);
-    assert_eq!(
-        evs,
-        [
-            (put, b"x".to_vec()),
-            (delete, b"a".to_vec()),
-            (put, b"y".to_vec())
-        ]
-    );
-    assert_eq!(s.events(3, 3, b"\0", b"\0", 0).unwrap(), c.events);
-    // The failure branch: compare on the old value no longer holds.
-    let (r, c) = apply(&s, |w| w.txn(&txn));
-    let r = r.unwrap();
-    assert!(!r.succeeded);
-    assert_eq!((r.header.unwrap().revision, c.revision), (3, 3));
-    let Some(Response::ResponseRange(a)) = r.responses[0].response.clone() else {
-        panic!()
-    };
-    assert_eq!(a.count, 0);
 }
 
 #[test]
@@ -505,6 +270,38 @@ fn reopen_restores_revision_compaction_index_and_data() {
     s.compact_physical(4).unwrap();
     assert_eq!(s.pending_compaction(), None);
     assert_eq!(put(&s, "d", "1"), 8);
+}
+
+#[test]
+fn reload_after_the_tree_was_replaced() {
+    let (src, _d1) = new_store();
+    history(&src, Some(4), "3");
+    let (dst, _d2) = new_store();
+    put(&dst, "stale", "x");
+    let tree = &dst.inner.tree;
+    tree.clear().unwrap();
+    for item in src.inner.tree.iter() {
+        let (k, v) = item.unwrap();
+        tree.insert(k, v).unwrap();
+    }
+    dst.reload().unwrap();
+    assert_eq!(
+        (
+            dst.current_revision(),
+            dst.compact_revision(),
+            dst.applied_index()
+        ),
+        (
+            src.current_revision(),
+            src.compact_revision(),
+            src.applied_index()
+        )
+    );
+    assert_eq!(dst.pending_compaction(), Some(4));
+    assert_eq!(dst.key_count().unwrap(), src.key_count().unwrap());
+    assert_eq!(dst.hash_kv(0).unwrap(), src.hash_kv(0).unwrap());
+    assert_eq!(get(&dst, "stale", 0), None);
+    assert_eq!(put(&dst, "d", "1"), src.current_revision() + 1);
 }
 
 /// A writer moves one value back and forth between two keys, one txn per move, while physical compaction
