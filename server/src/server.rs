@@ -252,6 +252,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         compactor,
         transport: transport.clone(),
         leader: Default::default(),
+        snap_dir: snap_dir.clone(),
         cluster_id: ident.cluster_id,
         member_id: ident.member_id,
         max_txn_ops: cfg.max_txn_ops,

@@ -100,6 +100,11 @@ impl Applier {
         }
     }
 
+    /// The store this applier writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The last applied raft index (persisted with the state it describes).
     pub fn applied_index(&self) -> u64 {
         self.store.applied_index()

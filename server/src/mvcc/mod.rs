@@ -57,14 +57,14 @@ pub(crate) const P_EXT: u8 = b'x';
 pub(crate) const P_LEASE: u8 = b'a';
 
 // Store meta values: `m | name`.
-pub(crate) const META_APPLIED_INDEX: &[u8] = b"mapplied_index";
-pub(crate) const META_REV: &[u8] = b"mrev";
-pub(crate) const META_COMPACT_REV: &[u8] = b"mcompact_rev";
-pub(crate) const META_COMPACT_DONE: &[u8] = b"mcompact_done";
-pub(crate) const META_KEY_COUNT: &[u8] = b"mkey_count";
+pub const META_APPLIED_INDEX: &[u8] = b"mapplied_index";
+pub const META_REV: &[u8] = b"mrev";
+pub const META_COMPACT_REV: &[u8] = b"mcompact_rev";
+pub const META_COMPACT_DONE: &[u8] = b"mcompact_done";
+pub const META_KEY_COUNT: &[u8] = b"mkey_count";
 /// Bytes written by the apply thread (estimate), and bytes freed by compaction: two single-writer counters.
-pub(crate) const META_SIZE_WRITTEN: &[u8] = b"msize_written";
-pub(crate) const META_SIZE_FREED: &[u8] = b"msize_freed";
+pub const META_SIZE_WRITTEN: &[u8] = b"msize_written";
+pub const META_SIZE_FREED: &[u8] = b"msize_freed";
 
 /// The MVCC store. Cheap to clone (an `Arc` inside); share it between the apply thread and readers.
 #[derive(Clone)]

@@ -21,7 +21,7 @@ use crate::member::Membership;
 use crate::mvcc::Store;
 use crate::raft::transport::Transport;
 use crate::raft::Input;
-use crate::snapshot::state::export;
+use crate::snapshot::state::{export_cut, take_cut};
 
 /// Messages queued per peer at most.
 const PEER_QUEUE: usize = 4096;
@@ -137,28 +137,35 @@ impl PeerTransport {
             let _ = self.raft_tx.try_send(Input::SnapshotSent { to, ok: false });
             return;
         }
-        let path = self.snap_dir.join(format!("send-{term}-{index}.snap"));
-        if !path.exists() {
-            // Remove older exports: only the newest is ever needed.
-            if let Ok(rd) = std::fs::read_dir(&self.snap_dir) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with("send-") {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
-            }
-            let started = Instant::now();
-            if let Err(e) = export(&self.store, index, term, &path) {
-                tracing::error!(error = %e, "exporting a snapshot failed");
+        // The cut is taken here, on the raft thread, between applies; the export runs in the background.
+        let cut = match take_cut(&self.store, term) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "taking a snapshot cut failed");
                 let _ = self.raft_tx.try_send(Input::SnapshotSent { to, ok: false });
                 return;
             }
-            tracing::info!(to, index, took_ms = started.elapsed().as_millis() as u64, "snapshot exported");
-        }
+        };
+        let path = self.snap_dir.join(format!("send-{term}-{index}-{to:x}.snap"));
+        let store = self.store.clone();
         let url = peer_url(&self.members, &self.learned, to);
         let raft_tx = self.raft_tx.clone();
         let cluster_id = self.cluster_id;
         self.rt.spawn(async move {
+            let started = Instant::now();
+            let p = path.clone();
+            let exported = tokio::task::spawn_blocking(move || export_cut(&store, &cut, &p)).await;
+            match exported {
+                Ok(Ok(bytes)) => {
+                    tracing::info!(to, index, bytes, took_ms = started.elapsed().as_millis() as u64, "snapshot exported")
+                }
+                other => {
+                    tracing::error!(to, ?other, "exporting a snapshot failed");
+                    let _ = tokio::fs::remove_file(&path).await;
+                    let _ = raft_tx.send(Input::SnapshotSent { to, ok: false }).await;
+                    return;
+                }
+            }
             let ok = match url {
                 Some(url) => match stream_snapshot(&url, cluster_id, &m, &path).await {
                     Ok(()) => true,
@@ -169,6 +176,7 @@ impl PeerTransport {
                 },
                 None => false,
             };
+            let _ = tokio::fs::remove_file(&path).await;
             let _ = raft_tx.send(Input::SnapshotSent { to, ok }).await;
         });
     }

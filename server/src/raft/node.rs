@@ -54,6 +54,8 @@ pub enum Input {
     Unreachable(u64),
     /// Leader only: each peer's matched index and the leader's last index (empty when not leader).
     Progress(oneshot::Sender<(u64, Vec<(u64, u64)>)>),
+    /// A consistent cut of the state machine (for backups), taken between two applied entries.
+    Cut(oneshot::Sender<Result<crate::snapshot::state::Cut>>),
     /// Outcome of sending a snapshot to a peer.
     SnapshotSent { to: u64, ok: bool },
     /// Stop the loop.
@@ -171,6 +173,12 @@ impl Node {
             }
             Input::ReadIndex(tx) => self.reads_pending.push(tx),
             Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Cut(tx) => {
+                let store = self.applier.store();
+                let applied = store.applied_index();
+                let term = raft::Storage::term(self.raw.store(), applied).unwrap_or(0);
+                let _ = tx.send(crate::snapshot::state::take_cut(store, term));
+            }
             Input::Progress(tx) => {
                 let r = &self.raw.raft;
                 let report = if r.state == StateRole::Leader {

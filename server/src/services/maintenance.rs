@@ -12,12 +12,14 @@ use raftcd_proto::etcdserverpb::{
     StatusRequest, StatusResponse,
 };
 use raftcd_proto::raftcdpb::raft_request::Op;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
 use crate::apply::ApplyResult;
 use crate::error::Error;
 use crate::raft::Input;
 use crate::services::{require_leader, unexpected, Ctx, ETCD_VERSION};
+use crate::snapshot::state::export_cut;
 
 /// The Maintenance service.
 pub struct MaintenanceService {
@@ -32,6 +34,46 @@ impl MaintenanceService {
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+/// Bytes per snapshot message.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+async fn stream_file(
+    path: &std::path::Path,
+    total: u64,
+    header: raftcd_proto::etcdserverpb::ResponseHeader,
+    out: &mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut sent = 0u64;
+    let mut header = Some(header);
+    loop {
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+        let mut filled = 0;
+        while filled < SNAPSHOT_CHUNK {
+            let n = file.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        buf.truncate(filled);
+        sent += filled as u64;
+        let msg = SnapshotResponse {
+            header: header.take(),
+            remaining_bytes: total.saturating_sub(sent),
+            blob: buf,
+            version: ETCD_VERSION.to_string(),
+        };
+        if out.send(Ok(msg)).await.is_err() {
+            return Ok(()); // the client went away
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
@@ -120,8 +162,29 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
+    /// A point-in-time copy: the cut is taken between two applied entries, the export reads history at
+    /// the cut's revision while writes go on, and the file is streamed in chunks then removed.
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        Err(Error::Unimplemented("raftcd: snapshot streaming is not available in this build".into()).into())
+        let (tx, rx) = oneshot::channel();
+        self.ctx.raft.send(Input::Cut(tx)).await?;
+        let cut = rx.await.map_err(|_| Error::Stopped)??;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = self.ctx.snap_dir.join(format!("backup-{}-{nanos}.snap", cut.index));
+        let (store, p) = (self.ctx.store.clone(), path.clone());
+        let revision = cut.revision;
+        let total = tokio::task::spawn_blocking(move || export_cut(&store, &cut, &p))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let header = self.ctx.header(revision);
+        let (out_tx, out_rx) = mpsc::channel::<Result<SnapshotResponse, Status>>(4);
+        tokio::spawn(async move {
+            let result = stream_file(&path, total, header, &out_tx).await;
+            if let Err(e) = result {
+                let _ = out_tx.send(Err(Status::internal(format!("raftcd: snapshot: {e}")))).await;
+            }
+            let _ = tokio::fs::remove_file(&path).await;
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))))
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {

@@ -11,6 +11,8 @@
 //! everything before them, as in etcd's snapshot files.
 
 pub mod file;
+pub mod restore;
 pub mod state;
 
 pub use file::{read_header, SnapshotReader, SnapshotWriter, MAGIC};
+pub use restore::{restore, status, RestoreOptions, SnapshotStatus};

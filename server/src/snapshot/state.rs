@@ -8,7 +8,6 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::SeqCst;
 
 use crate::error::{Error, Result};
 use crate::mvcc::Store;
@@ -31,6 +30,85 @@ pub fn export(store: &Store, index: u64, term: u64, path: &Path) -> Result<u64> 
     let mut w = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), index, term)?;
     for kv in store.inner.tree.iter() {
         let (k, v) = kv?;
+        w.record(&k, &v)?;
+    }
+    let (buf, len) = w.finish()?;
+    let file = buf.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
+    file.sync_all().map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    Ok(len)
+}
+
+/// A consistent cut of the state machine, taken on the apply thread between two entries (cheap: only the
+/// small, mutable parts are copied). Everything revisioned is read later, at `revision`, without stopping
+/// the apply path: history records at or below the cut never change, and compaction beyond it is held off
+/// while the export runs.
+pub struct Cut {
+    /// Raft index and term of the last applied entry.
+    pub index: u64,
+    pub term: u64,
+    /// Store revision at the cut.
+    pub revision: i64,
+    /// Every `m` (store meta) and `x` (leases, members, alarms) record at the cut.
+    small: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Takes a cut. Call it where no entry is being applied (the raft thread, between Readies).
+pub fn take_cut(store: &Store, term: u64) -> Result<Cut> {
+    let mut small = Vec::new();
+    for prefix in [b"m", b"x"] {
+        for kv in store.inner.tree.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            small.push((k.to_vec(), v.to_vec()));
+        }
+    }
+    Ok(Cut { index: store.applied_index(), term, revision: store.current_revision(), small })
+}
+
+/// Writes the state as of `cut` to `path` (temp file, fsync, rename) while writes go on. The live-key (`k`)
+/// and lease-attachment (`a`) spaces are rebuilt from the history at the cut's revision.
+pub fn export_cut(store: &Store, cut: &Cut, path: &Path) -> Result<u64> {
+    use crate::mvcc::key_index::{decode_record, split_history_key, Kind};
+    let _no_compaction_past_the_cut =
+        store.inner.compact_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tmp = path.with_extension("part");
+    let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let mut w = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), cut.index, cut.term)?;
+    for (k, v) in &cut.small {
+        w.record(k, v)?;
+    }
+    // History at or below the cut, and the newest version of each key at the cut.
+    let mut latest: Option<(Vec<u8>, Kind, raftcd_proto::mvccpb::KeyValue)> = None;
+    let flush_latest = |w: &mut SnapshotWriter<_>, latest: Option<(Vec<u8>, Kind, raftcd_proto::mvccpb::KeyValue)>| -> Result<()> {
+        if let Some((_, Kind::Put, kv)) = latest {
+            let bytes = prost::Message::encode_to_vec(&kv);
+            w.record(&[&b"k"[..], &kv.key].concat(), &bytes)?;
+            if kv.lease != 0 {
+                w.record(&[&b"a"[..], &kv.lease.to_be_bytes(), &kv.key].concat(), &[])?;
+            }
+        }
+        Ok(())
+    };
+    for item in store.inner.tree.scan_prefix(b"h") {
+        let (k, v) = item?;
+        let (prefix, rev) = split_history_key(&k)?;
+        if rev.main > cut.revision {
+            continue;
+        }
+        w.record(&k, &v)?;
+        let (kind, kv) = decode_record(&v)?;
+        let same_key = latest.as_ref().is_some_and(|(p, _, _)| p[..] == prefix[..]);
+        if !same_key {
+            flush_latest(&mut w, latest.take())?;
+        }
+        latest = Some((prefix.to_vec(), kind, kv));
+    }
+    flush_latest(&mut w, latest.take())?;
+    for item in store.inner.tree.scan_prefix(b"r") {
+        let (k, v) = item?;
+        if k.len() >= 9 && i64::from_be_bytes(k[1..9].try_into().unwrap_or_default()) > cut.revision {
+            break;
+        }
         w.record(&k, &v)?;
     }
     let (buf, len) = w.finish()?;
@@ -71,7 +149,7 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     tree.apply_batch(batch)?;
     r.finish(true)?;
     tree.flush()?;
-    reload(store)?;
+    store.reload()?;
     local.remove(INSTALLING)?;
     local.flush()?;
     tracing::info!(path = %path.display(), records = n, "installed snapshot");
@@ -81,20 +159,6 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
 /// An install that was interrupted by a crash, if any.
 pub fn interrupted_install(local: &sled::Tree) -> Result<Option<PathBuf>> {
     Ok(local.get(INSTALLING)?.map(|v| PathBuf::from(String::from_utf8_lossy(&v).into_owned())))
-}
-
-/// Re-reads the store's meta into its in-memory counters after the tree was replaced underneath it.
-fn reload(store: &Store) -> Result<()> {
-    let fresh = Store::open(store.inner.tree.clone())?;
-    let (a, b) = (&store.inner, &fresh.inner);
-    a.current_rev.store(b.current_rev.load(SeqCst), SeqCst);
-    a.compact_rev.store(b.compact_rev.load(SeqCst), SeqCst);
-    a.compact_done.store(b.compact_done.load(SeqCst), SeqCst);
-    a.applied_index.store(b.applied_index.load(SeqCst), SeqCst);
-    a.key_count.store(b.key_count.load(SeqCst), SeqCst);
-    a.size_written.store(b.size_written.load(SeqCst), SeqCst);
-    a.size_freed.store(b.size_freed.load(SeqCst), SeqCst);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -126,6 +190,38 @@ mod tests {
         assert_eq!(dst.range(&all).unwrap().count, 50);
         assert!(interrupted_install(&local).unwrap().is_none());
         assert_eq!(dst.hash_kv(0).unwrap(), src.hash_kv(0).unwrap());
+    }
+
+    #[test]
+    fn a_cut_exports_one_point_in_time_while_writes_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let src = Store::open(db.open_tree("a").unwrap()).unwrap();
+        let ok = |_: i64| true;
+        let put = |s: &Store, i: u64, k: &str, v: &str| {
+            let mut t = s.begin(i, &ok);
+            t.put(&PutRequest { key: k.into(), value: v.into(), lease: 0, ..Default::default() }).unwrap();
+            t.commit().unwrap();
+        };
+        for i in 1..=20u64 {
+            put(&src, i, &format!("k{}", i % 7), &format!("v{i}"));
+        }
+        let cut = take_cut(&src, 2).unwrap();
+        let expected = src.hash_kv(0).unwrap();
+        let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+        let expected_range = src.range(&all).unwrap().kvs;
+        // Writes after the cut must not show up in the export.
+        for i in 21..=40u64 {
+            put(&src, i, &format!("k{}", i % 11), "later");
+        }
+        let path = dir.path().join("cut.snap");
+        export_cut(&src, &cut, &path).unwrap();
+        let dst = Store::open(db.open_tree("b").unwrap()).unwrap();
+        install(&dst, &db.open_tree("local").unwrap(), &path).unwrap();
+        assert_eq!(dst.applied_index(), 20);
+        assert_eq!(dst.current_revision(), cut.revision);
+        assert_eq!(dst.hash_kv(0).unwrap(), expected);
+        assert_eq!(dst.range(&all).unwrap().kvs, expected_range);
     }
 
     #[test]
