@@ -33,6 +33,8 @@ use crate::watch::WatchHub;
 
 /// Inputs queued for the raft thread at most (proposals wait for room: backpressure, not memory growth).
 const RAFT_INBOX: usize = 8192;
+/// --quota-backend-bytes 0 means etcd's default: 2 GiB.
+const DEFAULT_QUOTA: i64 = 2 * 1024 * 1024 * 1024;
 /// gRPC framing allowance over --max-request-bytes, as etcd's grpcOverheadBytes.
 const GRPC_OVERHEAD: usize = 512 * 1024;
 
@@ -257,10 +259,14 @@ pub async fn run(cfg: Config) -> Result<()> {
         member_id: ident.member_id,
         max_txn_ops: cfg.max_txn_ops,
         max_request_bytes: cfg.max_request_bytes,
-        quota_backend_bytes: cfg.quota_backend_bytes,
+        quota_backend_bytes: if cfg.quota_backend_bytes <= 0 { DEFAULT_QUOTA } else { cfg.quota_backend_bytes },
         progress_interval: cfg.experimental_watch_progress_notify_interval,
     });
     tokio::spawn(expire_leases(ctx.clone(), shutdown_rx.clone()));
+    if let Some(policy) = crate::auto_compaction::policy(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)? {
+        tracing::info!(?policy, "auto-compaction enabled");
+        tokio::spawn(crate::auto_compaction::run(ctx.clone(), policy, shutdown_rx.clone()));
+    }
     tokio::spawn(publish_attributes(ctx.clone(), cfg.name.clone(), cfg.advertise_client_urls()));
 
     let mut servers = Vec::new();

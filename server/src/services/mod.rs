@@ -82,7 +82,39 @@ impl Ctx {
         {
             return Err(Error::RequestTooLarge);
         }
+        if self.grows_store(&op) {
+            self.check_quota(&op).await?;
+        }
         self.raft.propose(op).await
+    }
+
+    fn grows_store(&self, op: &Op) -> bool {
+        match op {
+            Op::Put(_) | Op::LeaseGrant(_) => true,
+            Op::Txn(t) => validate::txn_has_puts(t),
+            _ => false,
+        }
+    }
+
+    /// etcd's quota: a write that would take the store past --quota-backend-bytes raises the NOSPACE alarm
+    /// (cluster-wide, through raft) and fails; while the alarm is on, such writes fail at once. Reads,
+    /// deletes and compaction keep working, so an operator can make room and disarm.
+    async fn check_quota(&self, op: &Op) -> Result<()> {
+        if self.alarms.no_space() {
+            return Err(Error::NoSpace);
+        }
+        let size = self.store.size_on_disk() as i64 + op.encoded_len() as i64;
+        if size <= self.quota_backend_bytes {
+            return Ok(());
+        }
+        let alarm = raftcd_proto::etcdserverpb::AlarmRequest {
+            action: raftcd_proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member_id,
+            alarm: raftcd_proto::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        tracing::warn!(size, quota = self.quota_backend_bytes, "database space exceeded; raising the NOSPACE alarm");
+        let _ = self.raft.propose(Op::Alarm(alarm)).await;
+        Err(Error::NoSpace)
     }
 }
 
