@@ -62,6 +62,12 @@ pub struct Config {
     /// Duration of periodic watch progress notifications.
     #[arg(long, env = "RAFTCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// Check data corruption before serving client requests.
+    #[arg(long, env = "RAFTCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub experimental_initial_corrupt_check: bool,
+    /// Duration of time between cluster corruption check passes (0 disables).
+    #[arg(long, env = "RAFTCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0", value_parser = parse_duration)]
+    pub experimental_corrupt_check_time: Duration,
     /// Currently only supports 'zap' for structured logging (accepted for compatibility).
     #[arg(long, env = "RAFTCD_LOGGER", default_value = "zap")]
     pub logger: String,

@@ -108,10 +108,15 @@ impl Error {
         match self {
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge | InvalidArgument(_) | PeerUrlExists | MemberIdRemoved => Code::InvalidArgument,
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
+            | InvalidArgument(_) | PeerUrlExists | MemberIdRemoved => Code::InvalidArgument,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | NotLeader | NotLearner | LearnerNotReady | TooManyLearners | NotSupportedForLearner
+            LeaseExists
+            | NotLeader
+            | NotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotSupportedForLearner
             | BadLeaderTransferee => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Timeout | UnhealthyCluster | Stopped => Code::Unavailable,
             Corrupt => Code::DataLoss,

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod auto_compaction;
 pub mod config;
+pub mod corruption;
 pub mod error;
 pub mod failpoints;
 pub mod lease;

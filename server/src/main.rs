@@ -8,8 +8,9 @@ fn init_logging(cfg: &Config) {
         "panic" | "fatal" | "dpanic" => "error",
         other => other,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTCD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft_rs=warn,h2=warn,tower=warn,hyper=warn,sled=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAFTCD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},raft_rs=warn,h2=warn,tower=warn,hyper=warn,sled=warn"))
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();

@@ -19,8 +19,8 @@ use crate::config::{split_urls, url_to_addr, Config};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::member::{cluster_id, member_id, parse_initial_cluster, Membership};
-use crate::peer::{PeerService, PeerTransport};
 use crate::mvcc::Store;
+use crate::peer::{PeerService, PeerTransport};
 use crate::raft::node::ticker;
 use crate::raft::proposal::Waiters;
 use crate::raft::storage::RaftStorage;
@@ -72,9 +72,10 @@ fn bootstrap_new(cfg: &Config, storage: &mut RaftStorage) -> Result<Identity> {
             ..Default::default()
         })
         .collect();
-    let me = members.iter().find(|m| m.name == cfg.name).ok_or_else(|| {
-        Error::InvalidArgument(format!("--initial-cluster has no member named {:?}", cfg.name))
-    })?;
+    let me = members
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .ok_or_else(|| Error::InvalidArgument(format!("--initial-cluster has no member named {:?}", cfg.name)))?;
     let mut mine = me.peer_urls.clone();
     let mut advertised = my_peer_urls.clone();
     mine.sort();
@@ -148,11 +149,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let data_dir = std::path::PathBuf::from(cfg.data_dir());
     let db_path = data_dir.join("member").join("db");
     std::fs::create_dir_all(&db_path).map_err(|e| Error::Storage(format!("{}: {e}", db_path.display())))?;
-    let db = sled::Config::new()
-        .path(&db_path)
-        .cache_capacity(256 * 1024 * 1024)
-        .flush_every_ms(None)
-        .open()?;
+    let db = sled::Config::new().path(&db_path).cache_capacity(256 * 1024 * 1024).flush_every_ms(None).open()?;
     let local = db.open_tree("local")?;
     let store = Store::open(db.open_tree("state")?)?;
     let mut storage = RaftStorage::open(&db)?;
@@ -226,7 +223,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         },
         ident.member_id,
     );
-    let node = Node::new(raw, applier, transport.clone(), status.clone(), waiters.clone(), applied_tx, cfg.snapshot_count);
+    let node =
+        Node::new(raw, applier, transport.clone(), status.clone(), waiters.clone(), applied_tx, cfg.snapshot_count);
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -267,6 +265,13 @@ pub async fn run(cfg: Config) -> Result<()> {
         tracing::info!(?policy, "auto-compaction enabled");
         tokio::spawn(crate::auto_compaction::run(ctx.clone(), policy, shutdown_rx.clone()));
     }
+    if !cfg.experimental_corrupt_check_time.is_zero() {
+        tokio::spawn(crate::corruption::run_periodic(
+            ctx.clone(),
+            cfg.experimental_corrupt_check_time,
+            shutdown_rx.clone(),
+        ));
+    }
     tokio::spawn(publish_attributes(ctx.clone(), cfg.name.clone(), cfg.advertise_client_urls()));
 
     let mut servers = Vec::new();
@@ -277,7 +282,8 @@ pub async fn run(cfg: Config) -> Result<()> {
             .map_err(|e| Error::InvalidArgument(format!("listen on {url}: {e}")))?;
         tracing::info!(%url, "serving peer traffic");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let svc = PeerService::new(ident.cluster_id, tx.clone(), ctx.members.clone(), transport.clone(), snap_dir.clone());
+        let svc =
+            PeerService::new(ident.cluster_id, tx.clone(), ctx.members.clone(), transport.clone(), snap_dir.clone());
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(PeerServer::new(svc).max_decoding_message_size(64 << 20));
@@ -320,6 +326,9 @@ pub async fn run(cfg: Config) -> Result<()> {
                 tracing::error!(error = %e, "client server failed");
             }
         }));
+    }
+    if cfg.experimental_initial_corrupt_check {
+        crate::corruption::initial_check(&ctx).await?;
     }
     tracing::info!(name = %cfg.name, "ready to serve client requests");
 
@@ -380,7 +389,11 @@ async fn publish_attributes(ctx: Arc<Ctx>, name: String, client_urls: Vec<String
         if current.as_ref().is_some_and(|m| m.name == name && m.client_ur_ls == client_urls) {
             return;
         }
-        let op = Op::MemberAttributes(MemberAttributes { id: ctx.member_id, name: name.clone(), client_urls: client_urls.clone() });
+        let op = Op::MemberAttributes(MemberAttributes {
+            id: ctx.member_id,
+            name: name.clone(),
+            client_urls: client_urls.clone(),
+        });
         match ctx.propose(op).await {
             Ok(_) => tracing::info!("published member attributes"),
             Err(e) => {

@@ -1,7 +1,10 @@
 //! Shared harness for raftcd's integration tests: start real `raftcd` and `etcd` processes on loopback with
 //! ephemeral ports and temporary data dirs, wait until they serve, and kill them when dropped.
 
+pub mod client;
+pub mod cluster;
 pub mod process;
+pub mod watch_checker;
 
 pub use process::{free_port, workspace_bin, EtcdProcess, Member, RaftcdCluster, RaftcdProcess};
 

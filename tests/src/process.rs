@@ -73,6 +73,22 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member named `name` with fresh loopback ports and its data in `dir/<name>.raftcd` (for members added
+    /// to a running cluster).
+    pub fn new(dir: &Path, name: &str) -> Member {
+        Member {
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: dir.join(format!("{name}.raftcd")),
+        }
+    }
+
+    /// `name=peer-url`, one entry of `--initial-cluster`.
+    pub fn initial_cluster_entry(&self) -> String {
+        format!("{}={}", self.name, self.peer_url())
+    }
+
     /// Client URL, e.g. http://127.0.0.1:PORT.
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
@@ -185,9 +201,46 @@ impl RaftcdProcess {
         self.spawn();
     }
 
+    /// Starts a member that joins a running cluster (`--initial-cluster-state existing`). It must have been
+    /// added with MemberAdd first; `initial_cluster` lists (some of) the running members and this one.
+    pub fn start_joining(member: Member, initial_cluster: &str, extra_args: &[&str]) -> RaftcdProcess {
+        let mut args = vec!["--initial-cluster-state", "existing"];
+        args.extend_from_slice(extra_args);
+        Self::start_member(member, initial_cluster, &args)
+    }
+
+    /// The `--initial-cluster` the member was started with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (e.g. a member removed from its cluster) and
+    /// returns how it ended; `None` if it is still running (it is left running) or was never started.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if start.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The OS process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// How the process ended, once it has exited on its own or been killed by someone else (None while it
+    /// runs, or after `kill`/`terminate`, which reap it). Useful in failure messages: "signal: 9 (SIGKILL)"
+    /// there means something outside the test killed the member.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// True while the process runs.
@@ -228,6 +281,11 @@ impl RaftcdCluster {
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.endpoint()).collect()
     }
+
+    /// `--initial-cluster` for the current members (names and current peer URLs), e.g. for a member joining.
+    pub fn initial_cluster(&self) -> String {
+        self.members.iter().map(|m| m.member.initial_cluster_entry()).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// A real etcd (Debian's etcd-server) for differential tests.
@@ -245,6 +303,11 @@ impl EtcdProcess {
 
     /// Starts a single-member etcd on fresh ports.
     pub fn start() -> EtcdProcess {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts a single-member etcd on fresh ports with extra flags (e.g. `--max-txn-ops 4`).
+    pub fn start_with_args(extra_args: &[&str]) -> EtcdProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cp, pp) = (free_port(), free_port());
         let curl = format!("http://127.0.0.1:{cp}");
@@ -257,6 +320,7 @@ impl EtcdProcess {
             .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
             .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
             .args(["--initial-cluster", &format!("etcd1={purl}")])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

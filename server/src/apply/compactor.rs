@@ -44,7 +44,11 @@ impl Compactor {
                 let started = std::time::Instant::now();
                 match store.compact_physical(rev) {
                     Ok(()) => {
-                        tracing::info!(revision = rev, took_ms = started.elapsed().as_millis() as u64, "compaction finished");
+                        tracing::info!(
+                            revision = rev,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "compaction finished"
+                        );
                         done_tx.send_replace(rev);
                     }
                     Err(e) => tracing::error!(revision = rev, error = %e, "compaction failed"),

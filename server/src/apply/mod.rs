@@ -225,9 +225,10 @@ impl Applier {
                 }
                 Err(e) => Err(e),
             },
-            Op::Alarm(a) => self.alarms.apply(&mut txn, &a).map(|alarms| {
-                ApplyResult::Alarm(AlarmResponse { header: header(txn.revision()), alarms })
-            }),
+            Op::Alarm(a) => self
+                .alarms
+                .apply(&mut txn, &a)
+                .map(|alarms| ApplyResult::Alarm(AlarmResponse { header: header(txn.revision()), alarms })),
             Op::LeaseCheckpoints(_) => Ok(ApplyResult::None),
             Op::MemberPeerUrls(m) => match self.members.get(m.id) {
                 Some(mut member) => {

@@ -36,10 +36,7 @@ impl Store {
     /// revision). Idempotent; safe to run next to reads and commits; runs are serialized.
     pub fn compact_physical(&self, rev: i64) -> Result<()> {
         let inner = &self.inner;
-        let _one_at_a_time = inner
-            .compact_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = inner.compact_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let target = rev.min(self.compact_revision());
         let done = inner.compact_done.load(SeqCst);
         if target <= done {

@@ -155,11 +155,7 @@ pub fn decode_kv(v: &[u8]) -> Result<KeyValue> {
 
 /// The KeyValue a tombstone record holds and a DELETE event carries.
 pub fn tombstone_kv(key: &[u8], main: i64) -> KeyValue {
-    KeyValue {
-        key: key.to_vec(),
-        mod_revision: main,
-        ..Default::default()
-    }
+    KeyValue { key: key.to_vec(), mod_revision: main, ..Default::default() }
 }
 
 fn corrupt(what: &str) -> Error {
@@ -236,11 +232,7 @@ impl<'a> KeyRange<'a> {
 
 /// The newest record of the key with history prefix `prefix` whose revision is < `below`, read in ONE
 /// reverse step (atomic with respect to any one batch, including a compaction chunk).
-pub fn newest_below(
-    tree: &sled::Tree,
-    prefix: &[u8],
-    below: Revision,
-) -> Result<Option<(Revision, sled::IVec)>> {
+pub fn newest_below(tree: &sled::Tree, prefix: &[u8], below: Revision) -> Result<Option<(Revision, sled::IVec)>> {
     match tree.range(prefix.to_vec()..at(prefix, below)).next_back() {
         None => Ok(None),
         Some(r) => {
@@ -252,11 +244,7 @@ pub fn newest_below(
 }
 
 /// The newest record with main revision <= `rev`: what the key looked like at `rev`.
-pub fn newest_at(
-    tree: &sled::Tree,
-    prefix: &[u8],
-    rev: i64,
-) -> Result<Option<(Revision, sled::IVec)>> {
+pub fn newest_at(tree: &sled::Tree, prefix: &[u8], rev: i64) -> Result<Option<(Revision, sled::IVec)>> {
     newest_below(tree, prefix, Revision::new(rev.saturating_add(1), 0))
 }
 
@@ -280,12 +268,7 @@ pub type HistoryVisit<'v> = dyn FnMut(&[u8], &[u8], Revision, &[u8]) -> Result<b
 
 /// Calls `f(history prefix, user key, revision of the newest record <= rev, record)` for every key in
 /// `range` with a record at or below `rev`, in key order. `f` returns false to stop.
-pub fn for_each_at(
-    tree: &sled::Tree,
-    range: KeyRange<'_>,
-    rev: i64,
-    f: &mut HistoryVisit<'_>,
-) -> Result<()> {
+pub fn for_each_at(tree: &sled::Tree, range: KeyRange<'_>, rev: i64, f: &mut HistoryVisit<'_>) -> Result<()> {
     let Some((mut pos, hi)) = range.history_bounds() else {
         return Ok(());
     };
@@ -330,12 +313,7 @@ mod tests {
 
     #[test]
     fn encoded_order_is_key_then_revision_order() {
-        let revs = [
-            Revision::new(0, 0),
-            Revision::new(1, 0),
-            Revision::new(1, 1),
-            Revision::new(300, 0),
-        ];
+        let revs = [Revision::new(0, 0), Revision::new(1, 0), Revision::new(1, 1), Revision::new(300, 0)];
         let mut plain = Vec::new();
         for k in keys() {
             for r in revs {
@@ -345,10 +323,7 @@ mod tests {
         let encoded: Vec<Vec<u8>> = plain.iter().map(|(k, r)| history_key(k, *r)).collect();
         let mut sorted = encoded.clone();
         sorted.sort();
-        assert_eq!(
-            encoded, sorted,
-            "byte order must equal (key, revision) order"
-        );
+        assert_eq!(encoded, sorted, "byte order must equal (key, revision) order");
         for ((k, r), e) in plain.iter().zip(&encoded) {
             let (prefix, rev) = split_history_key(e).unwrap();
             assert_eq!(rev, *r);
@@ -373,13 +348,9 @@ mod tests {
             let range = KeyRange::new(key, end);
             for k in &ks {
                 let h = history_key(k, Revision::new(7, 3));
-                let in_h = range
-                    .history_bounds()
-                    .is_some_and(|(lo, hi)| h >= lo && h < hi);
+                let in_h = range.history_bounds().is_some_and(|(lo, hi)| h >= lo && h < hi);
                 let kk = [&[P_KV][..], k].concat();
-                let in_k = range
-                    .kv_bounds()
-                    .is_some_and(|(lo, hi)| kk >= lo && kk < hi);
+                let in_k = range.kv_bounds().is_some_and(|(lo, hi)| kk >= lo && kk < hi);
                 assert_eq!(in_h, range.contains(k), "h {key:?}..{end:?} {k:?}");
                 assert_eq!(in_k, range.contains(k), "k {key:?}..{end:?} {k:?}");
             }
@@ -391,17 +362,11 @@ mod tests {
     #[test]
     fn corrupt_keys_and_records_are_storage_errors() {
         assert!(matches!(user_key(b"hab"), Err(Error::Storage(_))));
-        assert!(matches!(
-            user_key(&[P_HIST, b'a', 0, 7, 0, 1]),
-            Err(Error::Storage(_))
-        ));
+        assert!(matches!(user_key(&[P_HIST, b'a', 0, 7, 0, 1]), Err(Error::Storage(_))));
         assert!(matches!(split_history_key(b"h"), Err(Error::Storage(_))));
         assert!(matches!(decode_record(&[]), Err(Error::Storage(_))));
         assert!(matches!(decode_record(&[9, 1]), Err(Error::Storage(_))));
-        assert!(matches!(
-            decode_record(&[0, 0xFF, 0xFF]),
-            Err(Error::Storage(_))
-        ));
+        assert!(matches!(decode_record(&[0, 0xFF, 0xFF]), Err(Error::Storage(_))));
     }
 
     /// The worked example of the module documentation, resolved with the same lookups the store uses.
@@ -418,35 +383,21 @@ mod tests {
                 value: value.as_bytes().to_vec(),
                 lease: 0,
             };
-            tree.insert(
-                history_key(b"foo", Revision::new(rev, 0)),
-                encode_record(Kind::Put, &kv),
-            )
-            .unwrap();
+            tree.insert(history_key(b"foo", Revision::new(rev, 0)), encode_record(Kind::Put, &kv)).unwrap();
         };
         put(2, 2, 1, "a");
         put(3, 2, 2, "b");
-        tree.insert(
-            history_key(b"foo", Revision::new(4, 0)),
-            encode_record(Kind::Tombstone, &tombstone_kv(b"foo", 4)),
-        )
-        .unwrap();
+        tree.insert(history_key(b"foo", Revision::new(4, 0)), encode_record(Kind::Tombstone, &tombstone_kv(b"foo", 4)))
+            .unwrap();
         put(5, 5, 1, "c");
         // A neighbour whose escaped key starts with foo's bytes must not leak into foo's history.
-        tree.insert(
-            history_key(b"foo\0", Revision::new(1, 0)),
-            encode_record(Kind::Put, &KeyValue::default()),
-        )
-        .unwrap();
+        tree.insert(history_key(b"foo\0", Revision::new(1, 0)), encode_record(Kind::Put, &KeyValue::default()))
+            .unwrap();
         let prefix = history_prefix(b"foo");
         let read = |rev| -> Option<(String, i64, i64)> {
             let (_, v) = newest_at(&tree, &prefix, rev).unwrap()?;
             match decode_record(&v).unwrap() {
-                (Kind::Put, kv) => Some((
-                    String::from_utf8(kv.value).unwrap(),
-                    kv.create_revision,
-                    kv.version,
-                )),
+                (Kind::Put, kv) => Some((String::from_utf8(kv.value).unwrap(), kv.create_revision, kv.version)),
                 (Kind::Tombstone, _) => None,
             }
         };
@@ -463,8 +414,7 @@ mod tests {
         }
         // Compaction at 4: drop @2 @3 (superseded) and @4 (tombstone, newest <= 4).
         for r in [2, 3, 4] {
-            tree.remove(history_key(b"foo", Revision::new(r, 0)))
-                .unwrap();
+            tree.remove(history_key(b"foo", Revision::new(r, 0))).unwrap();
         }
         for (rev, want) in &expect[3..] {
             assert_eq!(read(*rev), *want, "read at {rev} after compaction");

@@ -102,9 +102,7 @@ impl Store {
             None => 0,
         };
         if rev < 1 || compact_rev < 0 || compact_rev > rev {
-            return Err(Error::Storage(format!(
-                "mvcc: inconsistent meta: rev {rev}, compact_rev {compact_rev}"
-            )));
+            return Err(Error::Storage(format!("mvcc: inconsistent meta: rev {rev}, compact_rev {compact_rev}")));
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -127,10 +125,7 @@ impl Store {
     pub fn reload(&self) -> Result<()> {
         let fresh = Store::open(self.inner.tree.clone())?;
         let (i, f) = (&self.inner, &fresh.inner);
-        let _no_compaction = i
-            .compact_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _no_compaction = i.compact_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         i.seq.fetch_add(1, SeqCst);
         i.current_rev.store(f.current_rev.load(SeqCst), SeqCst);
         i.compact_rev.store(f.compact_rev.load(SeqCst), SeqCst);
@@ -202,10 +197,7 @@ impl Store {
 
 /// A response header carrying only the revision; the service layer fills the rest.
 pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 pub(crate) fn kv_key(key: &[u8]) -> Vec<u8> {

@@ -34,27 +34,20 @@ impl Revision {
     /// Decodes exactly [`REVISION_LEN`] bytes.
     pub fn from_bytes(b: &[u8]) -> Result<Revision> {
         if b.len() != REVISION_LEN {
-            return Err(Error::Storage(format!(
-                "mvcc: revision of {} bytes",
-                b.len()
-            )));
+            return Err(Error::Storage(format!("mvcc: revision of {} bytes", b.len())));
         }
         let main = u64::from_be_bytes(be8(&b[..8])?);
         let sub = u64::from_be_bytes(be8(&b[8..])?);
         if main > i64::MAX as u64 || sub > i64::MAX as u64 {
             return Err(Error::Storage("mvcc: revision out of range".into()));
         }
-        Ok(Revision {
-            main: main as i64,
-            sub: sub as i64,
-        })
+        Ok(Revision { main: main as i64, sub: sub as i64 })
     }
 }
 
 /// Eight bytes as an array, or a storage error.
 pub(crate) fn be8(b: &[u8]) -> Result<[u8; 8]> {
-    b.try_into()
-        .map_err(|_| Error::Storage(format!("mvcc: expected 8 bytes, found {}", b.len())))
+    b.try_into().map_err(|_| Error::Storage(format!("mvcc: expected 8 bytes, found {}", b.len())))
 }
 
 #[cfg(test)]
@@ -84,13 +77,7 @@ mod tests {
 
     #[test]
     fn corrupt_revisions_are_errors() {
-        assert!(matches!(
-            Revision::from_bytes(&[1, 2, 3]),
-            Err(Error::Storage(_))
-        ));
-        assert!(matches!(
-            Revision::from_bytes(&[0xff; 16]),
-            Err(Error::Storage(_))
-        ));
+        assert!(matches!(Revision::from_bytes(&[1, 2, 3]), Err(Error::Storage(_))));
+        assert!(matches!(Revision::from_bytes(&[0xff; 16]), Err(Error::Storage(_))));
     }
 }

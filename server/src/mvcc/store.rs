@@ -9,9 +9,7 @@ use raftcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use raftcd_proto::etcdserverpb::{RangeRequest, RangeResponse};
 use raftcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
-use super::key_index::{
-    self, decode_kv, decode_record, history_prefix, record_kind, KeyRange, Kind,
-};
+use super::key_index::{self, decode_kv, decode_record, history_prefix, record_kind, KeyRange, Kind};
 use super::revision::Revision;
 use super::{header, rev_key, Store};
 use crate::error::{Error, Result};
@@ -27,11 +25,7 @@ impl Store {
         let range = KeyRange::new(&req.key, &req.range_end);
         let seq = inner.seq.load(SeqCst);
         let current = inner.current_rev.load(SeqCst);
-        let rev = if req.revision <= 0 {
-            current
-        } else {
-            req.revision
-        };
+        let rev = if req.revision <= 0 { current } else { req.revision };
         if rev > current {
             return Err(Error::FutureRevision);
         }
@@ -39,9 +33,7 @@ impl Store {
             return Err(Error::Compacted);
         }
         if rev == current && seq & 1 == 0 {
-            let resp = build_range(req, rev, &mut |visit| {
-                scan_latest(&inner.tree, range, None, visit)
-            })?;
+            let resp = build_range(req, rev, &mut |visit| scan_latest(&inner.tree, range, None, visit))?;
             fence(SeqCst);
             // No commit overlapped the scan: `k` showed exactly revision `current`.
             if inner.seq.load(SeqCst) == seq {
@@ -50,13 +42,13 @@ impl Store {
         }
         // `h` holds every revision <= current completely (the current revision is published only after its
         // batch is in), and compaction removes nothing visible at revisions >= compact_rev.
-        let resp = build_range(req, rev, &mut |visit| {
-            scan_at(&inner.tree, range, rev, visit)
-        })?;
+        let mut resp = build_range(req, rev, &mut |visit| scan_at(&inner.tree, range, rev, visit))?;
         if rev < inner.compact_rev.load(SeqCst) {
             // A compaction started under the scan and may have removed what it needed.
             return Err(Error::Compacted);
         }
+        // As etcd: the header carries the store's revision, whatever revision was read.
+        resp.header = header(current);
         Ok(resp)
     }
 
@@ -78,22 +70,14 @@ impl Store {
         if start_rev < inner.compact_rev.load(SeqCst) {
             return Err(Error::Compacted);
         }
-        let end = if end_rev <= 0 || end_rev > current {
-            current
-        } else {
-            end_rev
-        };
+        let end = if end_rev <= 0 || end_rev > current { current } else { end_rev };
         let start = start_rev.max(0);
         let range = KeyRange::new(key, range_end);
         let mut out = Vec::new();
         if start > end || range == KeyRange::Empty {
             return Ok(out);
         }
-        let max = if max_events == 0 {
-            usize::MAX
-        } else {
-            max_events
-        };
+        let max = if max_events == 0 { usize::MAX } else { max_events };
         let mut last_main = None;
         let lo = rev_key(Revision::new(start, 0));
         let hi = rev_key(Revision::new(end + 1, 0));
@@ -125,12 +109,7 @@ impl Store {
             None if rev.main <= self.compact_revision() => {
                 (Kind::Tombstone, key_index::tombstone_kv(user_key, rev.main))
             }
-            None => {
-                return Err(Error::Storage(format!(
-                    "mvcc: no history record for revision {}",
-                    rev.main
-                )))
-            }
+            None => return Err(Error::Storage(format!("mvcc: no history record for revision {}", rev.main))),
         };
         let prev_kv = match key_index::newest_below(tree, &prefix, rev)? {
             Some((_, rec)) if record_kind(&rec)? == Kind::Put => Some(decode_kv(&rec[1..])?),
@@ -140,11 +119,7 @@ impl Store {
             Kind::Put => EventType::Put,
             Kind::Tombstone => EventType::Delete,
         } as i32;
-        Ok(Event {
-            r#type,
-            kv: Some(kv),
-            prev_kv,
-        })
+        Ok(Event { r#type, kv: Some(kv), prev_kv })
     }
 }
 
@@ -189,21 +164,11 @@ pub(crate) fn scan_latest(
 }
 
 /// Visits the live keys of `range` as of revision `rev`, through the history.
-pub(crate) fn scan_at(
-    tree: &sled::Tree,
-    range: KeyRange<'_>,
-    rev: i64,
-    visit: &mut Visit<'_>,
-) -> Result<()> {
-    key_index::for_each_at(
-        tree,
-        range,
-        rev,
-        &mut |_, key, _, rec| match record_kind(rec)? {
-            Kind::Put => visit(key, &rec[1..]),
-            Kind::Tombstone => Ok(true),
-        },
-    )
+pub(crate) fn scan_at(tree: &sled::Tree, range: KeyRange<'_>, rev: i64, visit: &mut Visit<'_>) -> Result<()> {
+    key_index::for_each_at(tree, range, rev, &mut |_, key, _, rec| match record_kind(rec)? {
+        Kind::Put => visit(key, &rec[1..]),
+        Kind::Tombstone => Ok(true),
+    })
 }
 
 /// Builds a RangeResponse at `rev` from a scan of the live keys: count, filters, sort, limit, keys/count only.
@@ -229,11 +194,7 @@ pub(crate) fn build_range(
             && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
     };
     // Without sort or filters, the first limit + 1 keys in key order decide the result; the rest is counted.
-    let enough = if sorted || filtered || req.limit <= 0 {
-        usize::MAX
-    } else {
-        (req.limit as usize).saturating_add(1)
-    };
+    let enough = if sorted || filtered || req.limit <= 0 { usize::MAX } else { (req.limit as usize).saturating_add(1) };
     let mut count = 0i64;
     let mut kvs = Vec::new();
     scan(&mut |_, v| {
@@ -270,10 +231,5 @@ pub(crate) fn build_range(
             kv.value.clear();
         }
     }
-    Ok(RangeResponse {
-        header: header(rev),
-        kvs,
-        more,
-        count,
-    })
+    Ok(RangeResponse { header: header(rev), kvs, more, count })
 }

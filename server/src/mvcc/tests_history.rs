@@ -26,17 +26,12 @@ fn compact_errors_and_reads_around_compaction() {
     put(&s, "j", "x"); // 7
     assert_eq!(apply(&s, |w| w.compact(8)).0, Err(Error::FutureRevision));
     let snapshot = |s: &Store| -> Vec<Vec<String>> {
-        (4..=7)
-            .map(|rev| keys(&s.range(&rreq(b"\0", b"\0", rev)).unwrap()))
-            .collect()
+        (4..=7).map(|rev| keys(&s.range(&rreq(b"\0", b"\0", rev)).unwrap())).collect()
     };
     let before = snapshot(&s);
     let (r, c) = apply(&s, |w| w.compact(4));
     r.unwrap();
-    assert_eq!(
-        (c.revision, s.compact_revision(), s.pending_compaction()),
-        (7, 4, Some(4))
-    );
+    assert_eq!((c.revision, s.compact_revision(), s.pending_compaction()), (7, 4, Some(4)));
     assert_eq!(apply(&s, |w| w.compact(4)).0, Err(Error::Compacted));
     assert_eq!(apply(&s, |w| w.compact(3)).0, Err(Error::Compacted));
     assert_eq!(s.range(&rreq(b"k", b"", 3)), Err(Error::Compacted));
@@ -67,11 +62,7 @@ fn physical_compaction_removes_superseded_history_and_is_idempotent() {
     s.compact_physical(4).unwrap();
     // foo: @2 @3 superseded, @4 a tombstone; keeps @5. bar @6 @7, baz @8 @9 untouched.
     assert_eq!(count_prefix(&s, P_HIST), 5);
-    assert_eq!(
-        count_prefix(&s, P_REV),
-        6,
-        "log entries below 4 are gone, 4..9 stay"
-    );
+    assert_eq!(count_prefix(&s, P_REV), 6, "log entries below 4 are gone, 4..9 stay");
     assert_eq!(all(&s, 4), "");
     assert_eq!(all(&s, 8), "barbazfoo");
     s.compact_physical(4).unwrap();
@@ -119,10 +110,7 @@ fn physical_compaction_spans_many_chunks() {
     // hot: the record at 2400 plus the 101 above it; each cold key: its newest <= 2400 plus those above.
     let above = (2501 - c) as usize;
     assert_eq!(count_prefix(&s, P_HIST), (1 + above) + 50 + above);
-    assert_eq!(
-        get(&s, "hot", c).unwrap().value,
-        (c - 2).to_string().as_bytes()
-    );
+    assert_eq!(get(&s, "hot", c).unwrap().value, (c - 2).to_string().as_bytes());
     assert_eq!(get(&s, "hot", c).unwrap().version, c - 1);
     assert_eq!(at(c), 51);
 }
@@ -133,10 +121,7 @@ fn events_order_prev_kv_filter_and_limits() {
     put(&s, "a", "1"); // 2
     put(&s, "b", "1"); // 3
     put(&s, "a", "2"); // 4
-    let txn = TxnRequest {
-        success: vec![put_op("a", "3"), put_op("c", "1"), put_op("b", "2")],
-        ..Default::default()
-    };
+    let txn = TxnRequest { success: vec![put_op("a", "3"), put_op("c", "1"), put_op("b", "2")], ..Default::default() };
     apply(&s, |w| w.txn(&txn)).0.unwrap(); // 5
     del(&s, "a", ""); // 6
     let evs = s.events(2, 0, b"\0", b"\0", 0).unwrap();
@@ -144,16 +129,8 @@ fn events_order_prev_kv_filter_and_limits() {
         .iter()
         .map(|e| {
             let kv = e.kv.clone().unwrap();
-            let prev = e
-                .prev_kv
-                .as_ref()
-                .map(|p| String::from_utf8_lossy(&p.value).into_owned());
-            (
-                kv.mod_revision,
-                String::from_utf8_lossy(&kv.key).into_owned(),
-                e.r#type,
-                prev,
-            )
+            let prev = e.prev_kv.as_ref().map(|p| String::from_utf8_lossy(&p.value).into_owned());
+            (kv.mod_revision, String::from_utf8_lossy(&kv.key).into_owned(), e.r#type, prev)
         })
         .collect();
     let (p, d) = (EventType::Put as i32, EventType::Delete as i32);
@@ -188,10 +165,7 @@ fn events_order_prev_kv_filter_and_limits() {
     assert_eq!(s.events(3, 0, b"\0", b"\0", 0), Err(Error::Compacted));
     let evs = s.events(4, 0, b"\0", b"\0", 0).unwrap();
     assert_eq!(evs.len(), 5);
-    assert_eq!(
-        evs[0].prev_kv, None,
-        "the version before the compaction revision is gone"
-    );
+    assert_eq!(evs[0].prev_kv, None, "the version before the compaction revision is gone");
     assert_eq!(evs[1].prev_kv.as_ref().unwrap().value, b"2");
 }
 
@@ -219,11 +193,7 @@ fn hash_depends_on_logical_state_only() {
     let h1 = s1.hash_kv(0).unwrap();
     assert_eq!(h1.1, 5);
     assert_eq!(h1.2, 7);
-    assert_eq!(
-        h1,
-        s2.hash_kv(0).unwrap(),
-        "physical compaction progress must not matter"
-    );
+    assert_eq!(h1, s2.hash_kv(0).unwrap(), "physical compaction progress must not matter");
     assert_eq!(s1.hash_kv(6).unwrap(), s2.hash_kv(6).unwrap());
     assert_ne!(s1.hash_kv(6).unwrap(), h1);
     assert_eq!(s1.hash_kv(6).unwrap(), s3.hash_kv(6).unwrap());
@@ -254,14 +224,7 @@ fn reopen_restores_revision_compaction_index_and_data() {
     }
     let db = sled::open(dir.path()).unwrap();
     let s = Store::open(db.open_tree("state").unwrap()).unwrap();
-    assert_eq!(
-        (
-            s.current_revision(),
-            s.compact_revision(),
-            s.applied_index()
-        ),
-        (7, 4, 8)
-    );
+    assert_eq!((s.current_revision(), s.compact_revision(), s.applied_index()), (7, 4, 8));
     assert_eq!(s.pending_compaction(), Some(4));
     assert_eq!(s.key_count().unwrap(), 2);
     assert_eq!(s.get_meta(b"member").unwrap(), Some(b"m1".to_vec()));
@@ -286,16 +249,8 @@ fn reload_after_the_tree_was_replaced() {
     }
     dst.reload().unwrap();
     assert_eq!(
-        (
-            dst.current_revision(),
-            dst.compact_revision(),
-            dst.applied_index()
-        ),
-        (
-            src.current_revision(),
-            src.compact_revision(),
-            src.applied_index()
-        )
+        (dst.current_revision(), dst.compact_revision(), dst.applied_index()),
+        (src.current_revision(), src.compact_revision(), src.applied_index())
     );
     assert_eq!(dst.pending_compaction(), Some(4));
     assert_eq!(dst.key_count().unwrap(), src.key_count().unwrap());
@@ -317,15 +272,8 @@ fn concurrent_readers_never_see_a_torn_state() {
         readers.push(std::thread::spawn(move || {
             let mut reads = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let rev = if t == 2 {
-                    (s.current_revision() - 3).max(2)
-                } else {
-                    0
-                };
-                let req = RangeRequest {
-                    revision: rev,
-                    ..rreq(b"left", b"rightz", 0)
-                };
+                let rev = if t == 2 { (s.current_revision() - 3).max(2) } else { 0 };
+                let req = RangeRequest { revision: rev, ..rreq(b"left", b"rightz", 0) };
                 match s.range(&req) {
                     Ok(r) => {
                         assert_eq!((r.count, r.kvs.len()), (1, 1), "torn read: {r:?}");
@@ -351,21 +299,11 @@ fn concurrent_readers_never_see_a_torn_state() {
         })
     };
     let del_op = |k: &str| RequestOp {
-        request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
-            key: k.into(),
-            ..Default::default()
-        })),
+        request: Some(Request::RequestDeleteRange(DeleteRangeRequest { key: k.into(), ..Default::default() })),
     };
     for i in 1..=1500 {
-        let (from, to) = if i % 2 == 1 {
-            ("left", "right")
-        } else {
-            ("right", "left")
-        };
-        let txn = TxnRequest {
-            success: vec![del_op(from), put_op(to, &i.to_string())],
-            ..Default::default()
-        };
+        let (from, to) = if i % 2 == 1 { ("left", "right") } else { ("right", "left") };
+        let txn = TxnRequest { success: vec![del_op(from), put_op(to, &i.to_string())], ..Default::default() };
         apply(&s, |w| w.txn(&txn)).0.unwrap();
         if i % 50 == 0 {
             let c = s.current_revision() - 5;
@@ -380,13 +318,6 @@ fn concurrent_readers_never_see_a_torn_state() {
         s.compact_physical(c).unwrap();
     }
     // Only the live key's newest version plus the few revisions above the last compaction remain.
-    assert!(
-        count_prefix(&s, P_HIST) <= 12,
-        "{}",
-        count_prefix(&s, P_HIST)
-    );
-    assert_eq!(
-        keys(&s.range(&rreq(b"left", b"rightz", 0)).unwrap()),
-        ["left"]
-    );
+    assert!(count_prefix(&s, P_HIST) <= 12, "{}", count_prefix(&s, P_HIST));
+    assert_eq!(keys(&s.range(&rreq(b"left", b"rightz", 0)).unwrap()), ["left"]);
 }

@@ -21,16 +21,18 @@ impl<'a> WriteTxn<'a> {
     pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
         let nested = self.undo.is_some();
         if nested {
-            return self.txn_inner(req);
+            // Only reachable through a RequestOp inside a txn, which txn_inner handles itself.
+            let mut path = self.decide(req)?.into_iter();
+            return self.txn_inner(req, &mut path, true);
         }
-        let (events, next_sub, key_delta, size_delta) = (
-            self.events.len(),
-            self.next_sub,
-            self.key_delta,
-            self.size_delta,
-        );
+        // etcd decides the whole path (nested compares included) against the state before the txn, and
+        // checks every range on it, before anything is written.
+        let path = self.decide(req)?;
+        let (events, next_sub, key_delta, size_delta) =
+            (self.events.len(), self.next_sub, self.key_delta, self.size_delta);
         self.undo = Some(Vec::new());
-        let result = self.txn_inner(req);
+        let mut steps = path.into_iter();
+        let result = self.txn_inner(req, &mut steps, true);
         let undo = self.undo.take().unwrap_or_default();
         if result.is_err() {
             for (key, prev) in undo.into_iter().rev() {
@@ -47,7 +49,15 @@ impl<'a> WriteTxn<'a> {
         result
     }
 
-    fn txn_inner(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
+    /// The branch taken by this txn and each nested one reached (pre-order), decided against the current
+    /// state; fails with FutureRevision/Compacted if a range on the path asks for an unreadable revision.
+    fn decide(&self, req: &TxnRequest) -> Result<Vec<bool>> {
+        let mut out = Vec::new();
+        self.decide_into(req, &mut out)?;
+        Ok(out)
+    }
+
+    fn decide_into(&self, req: &TxnRequest, out: &mut Vec<bool>) -> Result<()> {
         let mut succeeded = true;
         for c in &req.compare {
             if !self.compare(c)? {
@@ -55,29 +65,43 @@ impl<'a> WriteTxn<'a> {
                 break;
             }
         }
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        out.push(succeeded);
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let current = self.revision();
+        for op in ops {
+            match &op.request {
+                Some(Request::RequestRange(r)) => {
+                    if r.revision > current {
+                        return Err(crate::error::Error::FutureRevision);
+                    }
+                    if r.revision > 0 && r.revision < self.store.compact_revision() {
+                        return Err(crate::error::Error::Compacted);
+                    }
+                }
+                Some(Request::RequestTxn(t)) => self.decide_into(t, out)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn txn_inner(&mut self, req: &TxnRequest, path: &mut std::vec::IntoIter<bool>, top: bool) -> Result<TxnResponse> {
+        let succeeded = path.next().unwrap_or(false);
+        let ops = if succeeded { &req.success } else { &req.failure };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
                 Some(Request::RequestRange(r)) => Some(Response::ResponseRange(self.range(r)?)),
                 Some(Request::RequestPut(p)) => Some(Response::ResponsePut(self.put_inner(p)?)),
-                Some(Request::RequestDeleteRange(d)) => {
-                    Some(Response::ResponseDeleteRange(self.delete_inner(d)?))
-                }
-                Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(self.txn_inner(t)?)),
+                Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(self.delete_inner(d)?)),
+                Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(self.txn_inner(t, path, false)?)),
                 None => None,
             };
             responses.push(ResponseOp { response });
         }
-        Ok(TxnResponse {
-            header: header(self.revision()),
-            succeeded,
-            responses,
-        })
+        // etcd stamps only the outermost header; nested ones stay empty.
+        let header = if top { header(self.revision()) } else { Some(Default::default()) };
+        Ok(TxnResponse { header, succeeded, responses })
     }
 
     /// Whether `c` holds for every live key of its range; an empty range compares a zero KeyValue, except
@@ -86,16 +110,11 @@ impl<'a> WriteTxn<'a> {
         let range = KeyRange::new(&c.key, &c.range_end);
         let mut any = false;
         let mut holds = true;
-        scan_latest(
-            &self.store.inner.tree,
-            range,
-            Some(&self.overlay),
-            &mut |_, v| {
-                any = true;
-                holds = compare_kv(c, &decode_kv(v)?);
-                Ok(holds)
-            },
-        )?;
+        scan_latest(&self.store.inner.tree, range, Some(&self.overlay), &mut |_, v| {
+            any = true;
+            holds = compare_kv(c, &decode_kv(v)?);
+            Ok(holds)
+        })?;
         if !any {
             if c.target == CompareTarget::Value as i32 {
                 return Ok(false);

@@ -14,8 +14,8 @@ use super::key_index::{decode_kv, encode_record, history_key, tombstone_kv, KeyR
 use super::revision::Revision;
 use super::store::{build_range, scan_at, scan_latest};
 use super::{
-    ext_key, header, kv_key, lease_key, rev_key, Store, META_APPLIED_INDEX, META_COMPACT_REV,
-    META_KEY_COUNT, META_REV, META_SIZE_WRITTEN,
+    ext_key, header, kv_key, lease_key, rev_key, Store, META_APPLIED_INDEX, META_COMPACT_REV, META_KEY_COUNT, META_REV,
+    META_SIZE_WRITTEN,
 };
 use crate::error::{Error, Result};
 
@@ -81,11 +81,7 @@ impl<'a> WriteTxn<'a> {
     /// revision reads committed history.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let current = self.revision();
-        let rev = if req.revision <= 0 {
-            current
-        } else {
-            req.revision
-        };
+        let rev = if req.revision <= 0 { current } else { req.revision };
         if rev > current {
             return Err(Error::FutureRevision);
         }
@@ -94,13 +90,13 @@ impl<'a> WriteTxn<'a> {
         }
         let tree = &self.store.inner.tree;
         let range = KeyRange::new(&req.key, &req.range_end);
-        if rev == current {
-            build_range(req, rev, &mut |visit| {
-                scan_latest(tree, range, Some(&self.overlay), visit)
-            })
+        let mut resp = if rev == current {
+            build_range(req, rev, &mut |visit| scan_latest(tree, range, Some(&self.overlay), visit))?
         } else {
-            build_range(req, rev, &mut |visit| scan_at(tree, range, rev, visit))
-        }
+            build_range(req, rev, &mut |visit| scan_at(tree, range, rev, visit))?
+        };
+        resp.header = header(current);
+        Ok(resp)
     }
 
     /// Put: a new version of `req.key` at the transaction revision.
@@ -185,10 +181,7 @@ impl<'a> WriteTxn<'a> {
         fence(SeqCst);
         inner.seq.fetch_add(1, SeqCst);
         applied?;
-        Ok(Committed {
-            revision,
-            events: self.events,
-        })
+        Ok(Committed { revision, events: self.events })
     }
 
     /// Buffers one tree write, remembering the previous overlay state while a Txn may still fail.
@@ -243,11 +236,7 @@ impl<'a> WriteTxn<'a> {
         let rev = self.next_revision();
         let (value, lease) = match &old {
             Some(o) if req.ignore_value || req.ignore_lease => (
-                if req.ignore_value {
-                    o.value.clone()
-                } else {
-                    req.value.clone()
-                },
+                if req.ignore_value { o.value.clone() } else { req.value.clone() },
                 if req.ignore_lease { o.lease } else { req.lease },
             ),
             _ => (req.value.clone(), req.lease),
@@ -256,14 +245,7 @@ impl<'a> WriteTxn<'a> {
             Some(o) => (o.create_revision, o.version + 1),
             None => (rev.main, 1),
         };
-        let kv = KeyValue {
-            key: req.key.clone(),
-            create_revision,
-            mod_revision: rev.main,
-            version,
-            value,
-            lease,
-        };
+        let kv = KeyValue { key: req.key.clone(), create_revision, mod_revision: rev.main, version, value, lease };
         let encoded = kv.encode_to_vec();
         let old_lease = old.as_ref().map_or(0, |o| o.lease);
         match &old {
@@ -284,29 +266,17 @@ impl<'a> WriteTxn<'a> {
                 self.set(lease_key(lease, &req.key), Some(Vec::new()));
             }
         }
-        self.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: old.clone(),
-        });
-        Ok(PutResponse {
-            header: header(rev.main),
-            prev_kv: if req.prev_kv { old } else { None },
-        })
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: old.clone() });
+        Ok(PutResponse { header: header(rev.main), prev_kv: if req.prev_kv { old } else { None } })
     }
 
     pub(crate) fn delete_inner(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut olds = Vec::new();
-        scan_latest(
-            &self.store.inner.tree,
-            range,
-            Some(&self.overlay),
-            &mut |_, v| {
-                olds.push(decode_kv(v)?);
-                Ok(true)
-            },
-        )?;
+        scan_latest(&self.store.inner.tree, range, Some(&self.overlay), &mut |_, v| {
+            olds.push(decode_kv(v)?);
+            Ok(true)
+        })?;
         for old in &olds {
             let rev = self.next_revision();
             let tomb = tombstone_kv(&old.key, rev.main);
@@ -318,11 +288,7 @@ impl<'a> WriteTxn<'a> {
                 self.size_delta -= (9 + old.key.len()) as i64;
                 self.set(lease_key(old.lease, &old.key), None);
             }
-            self.events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(tomb),
-                prev_kv: Some(old.clone()),
-            });
+            self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tomb), prev_kv: Some(old.clone()) });
         }
         Ok(DeleteRangeResponse {
             header: header(self.revision()),

@@ -157,7 +157,13 @@ impl PeerTransport {
             let exported = tokio::task::spawn_blocking(move || export_cut(&store, &cut, &p)).await;
             match exported {
                 Ok(Ok(bytes)) => {
-                    tracing::info!(to, index, bytes, took_ms = started.elapsed().as_millis() as u64, "snapshot exported")
+                    tracing::info!(
+                        to,
+                        index,
+                        bytes,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "snapshot exported"
+                    )
                 }
                 other => {
                     tracing::error!(to, ?other, "exporting a snapshot failed");
@@ -273,7 +279,8 @@ impl PeerWorker {
                 }
             };
             backoff = Duration::from_millis(50);
-            let mut client = PeerClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+            let mut client =
+                PeerClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
             let (btx, brx) = mpsc::channel::<RaftBatch>(8);
             let call = tokio::spawn(async move { client.send(tokio_stream::wrappers::ReceiverStream::new(brx)).await });
             loop {

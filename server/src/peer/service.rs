@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use raftcd_proto::raftcdpb::{
-    peer_server::Peer, MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk,
-};
+use raftcd_proto::raftcdpb::{peer_server::Peer, MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -101,7 +99,10 @@ impl Peer for PeerService {
             .map_err(Status::from)?;
         tokio::fs::rename(&part, &final_path).await.map_err(io)?;
         tracing::info!(index = meta.index, term = meta.term, "snapshot received");
-        self.raft_tx.send(Input::Step(Box::new(msg))).await.map_err(|_| Status::unavailable("raftcd: member stopping"))?;
+        self.raft_tx
+            .send(Input::Step(Box::new(msg)))
+            .await
+            .map_err(|_| Status::unavailable("raftcd: member stopping"))?;
         Ok(Response::new(PeerAck {}))
     }
 

@@ -69,15 +69,7 @@ impl RaftStorage {
             }
             None => compacted.0,
         };
-        Ok(RaftStorage {
-            db: db.clone(),
-            tree,
-            hard_state,
-            conf_state,
-            compacted,
-            last_index,
-            applied: (0, 0),
-        })
+        Ok(RaftStorage { db: db.clone(), tree, hard_state, conf_state, compacted, last_index, applied: (0, 0) })
     }
 
     /// True when nothing was ever written: the member must bootstrap its configuration.

@@ -120,7 +120,13 @@ impl Cluster for ClusterService {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let id = crate::member::member_id(&r.peer_ur_ls, &format!("{:x}", self.ctx.cluster_id), Some(millis));
-        let member = Member { id, name: String::new(), peer_ur_ls: r.peer_ur_ls, client_ur_ls: vec![], is_learner: r.is_learner };
+        let member = Member {
+            id,
+            name: String::new(),
+            peer_ur_ls: r.peer_ur_ls,
+            client_ur_ls: vec![],
+            is_learner: r.is_learner,
+        };
         let change = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
         let (added, members) = self.change(change, &member).await?;
         Ok(Response::new(MemberAddResponse {
@@ -154,7 +160,8 @@ impl Cluster for ClusterService {
         if self.ctx.members.get(r.id).is_none() {
             return Err(Error::MemberNotFound.into());
         }
-        if self.ctx.members.list().iter().any(|m| m.id != r.id && m.peer_ur_ls.iter().any(|u| r.peer_ur_ls.contains(u))) {
+        if self.ctx.members.list().iter().any(|m| m.id != r.id && m.peer_ur_ls.iter().any(|u| r.peer_ur_ls.contains(u)))
+        {
             return Err(Error::PeerUrlExists.into());
         }
         let op = Op::MemberPeerUrls(MemberPeerUrls { id: r.id, peer_urls: r.peer_ur_ls });

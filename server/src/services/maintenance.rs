@@ -8,8 +8,8 @@ use futures::Stream;
 use raftcd_proto::etcdserverpb::{
     alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, AlarmType,
     DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
-    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use raftcd_proto::raftcdpb::raft_request::Op;
 use tokio::sync::{mpsc, oneshot};
@@ -132,9 +132,10 @@ impl Maintenance for MaintenanceService {
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         // sled reclaims space by itself as it rewrites segments; flushing makes the on-disk size current.
         let db = self.ctx.db.clone();
-        tokio::task::spawn_blocking(move || db.flush()).await.map_err(|e| Status::internal(e.to_string()))?.map_err(
-            |e| Status::from(Error::from(e)),
-        )?;
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::from(Error::from(e)))?;
         Ok(Response::new(DefragmentResponse { header: Some(self.ctx.header(self.ctx.store.current_revision())) }))
     }
 
@@ -168,7 +169,8 @@ impl Maintenance for MaintenanceService {
         let (tx, rx) = oneshot::channel();
         self.ctx.raft.send(Input::Cut(tx)).await?;
         let cut = rx.await.map_err(|_| Error::Stopped)??;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = self.ctx.snap_dir.join(format!("backup-{}-{nanos}.snap", cut.index));
         let (store, p) = (self.ctx.store.clone(), path.clone());
         let revision = cut.revision;

@@ -77,8 +77,11 @@ impl Ctx {
 
     /// Replicates `op` through raft after the request-size check.
     pub async fn propose(&self, op: Op) -> Result<ApplyResult> {
-        if prost::Message::encoded_len(&raftcd_proto::raftcdpb::RaftRequest { id: 0, op: Some(op.clone()), unix_millis: 0 })
-            > self.max_request_bytes
+        if prost::Message::encoded_len(&raftcd_proto::raftcdpb::RaftRequest {
+            id: 0,
+            op: Some(op.clone()),
+            unix_millis: 0,
+        }) > self.max_request_bytes
         {
             return Err(Error::RequestTooLarge);
         }

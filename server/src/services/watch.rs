@@ -52,8 +52,7 @@ impl Watch for WatchService {
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         require_leader(&self.ctx, &req)?;
-        let needs_leader =
-            req.metadata().get("hasleader").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "true");
+        let needs_leader = req.metadata().get("hasleader").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "true");
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<WatchResponse>(STREAM_CAPACITY);
         let hub = self.ctx.hub.clone();

@@ -79,16 +79,17 @@ pub fn export_cut(store: &Store, cut: &Cut, path: &Path) -> Result<u64> {
     }
     // History at or below the cut, and the newest version of each key at the cut.
     let mut latest: Option<(Vec<u8>, Kind, raftcd_proto::mvccpb::KeyValue)> = None;
-    let flush_latest = |w: &mut SnapshotWriter<_>, latest: Option<(Vec<u8>, Kind, raftcd_proto::mvccpb::KeyValue)>| -> Result<()> {
-        if let Some((_, Kind::Put, kv)) = latest {
-            let bytes = prost::Message::encode_to_vec(&kv);
-            w.record(&[&b"k"[..], &kv.key].concat(), &bytes)?;
-            if kv.lease != 0 {
-                w.record(&[&b"a"[..], &kv.lease.to_be_bytes(), &kv.key].concat(), &[])?;
+    let flush_latest =
+        |w: &mut SnapshotWriter<_>, latest: Option<(Vec<u8>, Kind, raftcd_proto::mvccpb::KeyValue)>| -> Result<()> {
+            if let Some((_, Kind::Put, kv)) = latest {
+                let bytes = prost::Message::encode_to_vec(&kv);
+                w.record(&[&b"k"[..], &kv.key].concat(), &bytes)?;
+                if kv.lease != 0 {
+                    w.record(&[&b"a"[..], &kv.lease.to_be_bytes(), &kv.key].concat(), &[])?;
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for item in store.inner.tree.scan_prefix(b"h") {
         let (k, v) = item?;
         let (prefix, rev) = split_history_key(&k)?;

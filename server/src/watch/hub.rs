@@ -125,10 +125,9 @@ impl WatchHub {
         let mut inner = self.lock();
         let id = inner.next_stream;
         inner.next_stream += 1;
-        inner.streams.insert(
-            id,
-            StreamEntry { tx, watchers: HashMap::new(), next_watch_id: 0, progress_pending: false },
-        );
+        inner
+            .streams
+            .insert(id, StreamEntry { tx, watchers: HashMap::new(), next_watch_id: 0, progress_pending: false });
         id
     }
 
@@ -235,8 +234,7 @@ impl WatchHub {
                     w.next_rev = rev + 1;
                     continue;
                 }
-                let resp =
-                    WatchResponse { header: header(rev), watch_id: *id, events: selected, ..Default::default() };
+                let resp = WatchResponse { header: header(rev), watch_id: *id, events: selected, ..Default::default() };
                 match s.tx.try_send(resp) {
                     Ok(()) => {
                         w.next_rev = rev + 1;
@@ -287,7 +285,10 @@ impl WatchHub {
                 .streams
                 .iter()
                 .flat_map(|(sid, s)| {
-                    s.watchers.iter().filter(|(_, w)| !w.synced).map(|(wid, w)| (*sid, *wid, w.spec.clone(), w.next_rev))
+                    s.watchers
+                        .iter()
+                        .filter(|(_, w)| !w.synced)
+                        .map(|(wid, w)| (*sid, *wid, w.spec.clone(), w.next_rev))
                 })
                 .collect()
         };
