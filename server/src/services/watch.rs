@@ -32,6 +32,31 @@ impl WatchService {
     }
 }
 
+/// Splits a response whose events exceed `limit` bytes into several, all but the last marked `fragment`
+/// (as etcd does for watchers created with `fragment=true`). A single event larger than the limit still
+/// goes out whole, alone.
+fn fragment(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    let mut parts = Vec::new();
+    let mut current = WatchResponse { events: Vec::new(), ..resp.clone() };
+    let mut size = 0;
+    for ev in resp.events {
+        let len = prost::Message::encoded_len(&ev) + 8;
+        if !current.events.is_empty() && size + len > limit {
+            let next = WatchResponse { events: Vec::new(), ..current.clone() };
+            parts.push(std::mem::replace(&mut current, next));
+            size = 0;
+        }
+        size += len;
+        current.events.push(ev);
+    }
+    parts.push(current);
+    let n = parts.len();
+    for (i, p) in parts.iter_mut().enumerate() {
+        p.fragment = i + 1 < n;
+    }
+    parts
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
 
 fn spec_of(c: &raftcd_proto::etcdserverpb::WatchCreateRequest) -> WatcherSpec {
@@ -59,6 +84,9 @@ impl Watch for WatchService {
         let stream_id = hub.add_stream(tx.clone());
         let (err_tx, err_rx) = mpsc::channel::<Status>(1);
         let ctx = self.ctx.clone();
+        // Watch ids on this stream that asked for large responses to be split (`fragment`).
+        let fragmenting = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<i64>::new()));
+        let frag_in = fragmenting.clone();
 
         tokio::spawn(async move {
             let mut leader_check = tokio::time::interval(Duration::from_millis(500));
@@ -78,7 +106,14 @@ impl Watch for WatchService {
                     Some(RequestUnion::CreateRequest(c)) => {
                         let Ok(permit) = tx.reserve().await else { break };
                         match hub.create(stream_id, c.watch_id, spec_of(&c), permit) {
-                            Ok(_) => {}
+                            Ok(id) => {
+                                let mut f = frag_in.lock().unwrap_or_else(|p| p.into_inner());
+                                if c.fragment {
+                                    f.insert(id);
+                                } else {
+                                    f.remove(&id);
+                                }
+                            }
                             Err(CreateError::DuplicateId) => {
                                 let resp = WatchResponse {
                                     header: Some(ctx.header(ctx.store.current_revision())),
@@ -115,20 +150,56 @@ impl Watch for WatchService {
         });
 
         let ctx = self.ctx.clone();
-        let out = futures::stream::unfold((rx, err_rx), move |(mut rx, mut err_rx)| {
+        let limit = self.ctx.max_request_bytes;
+        let state = (rx, err_rx, std::collections::VecDeque::<WatchResponse>::new());
+        let out = futures::stream::unfold(state, move |(mut rx, mut err_rx, mut pending)| {
             let ctx = ctx.clone();
+            let fragmenting = fragmenting.clone();
             async move {
+                if let Some(next) = pending.pop_front() {
+                    return Some((Ok(next), (rx, err_rx, pending)));
+                }
                 tokio::select! {
                     biased;
-                    Some(e) = err_rx.recv() => Some((Err(e), (rx, err_rx))),
+                    Some(e) = err_rx.recv() => Some((Err(e), (rx, err_rx, pending))),
                     r = rx.recv() => r.map(|mut resp| {
                         let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
                         resp.header = Some(ctx.header(rev));
-                        (Ok(resp), (rx, err_rx))
+                        let wants = fragmenting.lock().unwrap_or_else(|p| p.into_inner()).contains(&resp.watch_id);
+                        if wants && prost::Message::encoded_len(&resp) > limit {
+                            pending.extend(fragment(resp, limit));
+                            let first = pending.pop_front().unwrap_or_default();
+                            return (Ok(first), (rx, err_rx, pending));
+                        }
+                        (Ok(resp), (rx, err_rx, pending))
                     }),
                 }
             }
         });
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftcd_proto::mvccpb::{Event, KeyValue};
+
+    #[test]
+    fn large_responses_fragment_in_order() {
+        let events: Vec<Event> = (0..10)
+            .map(|i| Event {
+                kv: Some(KeyValue { key: vec![i], value: vec![0; 100], ..Default::default() }),
+                ..Default::default()
+            })
+            .collect();
+        let resp = WatchResponse { watch_id: 3, events: events.clone(), ..Default::default() };
+        let parts = fragment(resp, 350);
+        assert!(parts.len() > 1);
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.fragment));
+        assert!(!parts.last().unwrap().fragment);
+        assert!(parts.iter().all(|p| p.watch_id == 3));
+        let joined: Vec<Event> = parts.into_iter().flat_map(|p| p.events).collect();
+        assert_eq!(joined, events);
     }
 }
