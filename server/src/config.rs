@@ -20,6 +20,9 @@ pub struct Config {
     /// List of this member's client URLs to advertise to the rest of the cluster.
     #[arg(long, env = "RAFTCD_ADVERTISE_CLIENT_URLS")]
     pub advertise_client_urls: Option<String>,
+    /// List of additional URLs to listen on that respond to the /metrics and /health endpoints.
+    #[arg(long, env = "RAFTCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
     /// List of URLs to listen on for peer traffic.
     #[arg(long, env = "RAFTCD_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
     pub listen_peer_urls: String,

@@ -195,6 +195,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     };
     raft_cfg.validate()?;
     let raw = RawNode::new(&raft_cfg, storage, &crate::raft::logger::raft_logger())?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
 
     let (tx, rx) = mpsc::channel::<Input>(RAFT_INBOX);
     let my_peer_url = cfg.advertise_peer_urls().first().cloned().unwrap_or_default();
@@ -223,8 +224,16 @@ pub async fn run(cfg: Config) -> Result<()> {
         },
         ident.member_id,
     );
-    let node =
-        Node::new(raw, applier, transport.clone(), status.clone(), waiters.clone(), applied_tx, cfg.snapshot_count);
+    let node = Node::new(
+        raw,
+        applier,
+        transport.clone(),
+        status.clone(),
+        waiters.clone(),
+        applied_tx,
+        cfg.snapshot_count,
+        metrics.clone(),
+    );
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -253,6 +262,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         transport: transport.clone(),
         leader: Default::default(),
         snap_dir: snap_dir.clone(),
+        metrics: metrics.clone(),
         cluster_id: ident.cluster_id,
         member_id: ident.member_id,
         max_txn_ops: cfg.max_txn_ops,
@@ -305,7 +315,10 @@ pub async fn run(cfg: Config) -> Result<()> {
             .await
             .map_err(|e| Error::InvalidArgument(format!("listen on {url}: {e}")))?;
         tracing::info!(%url, "serving client requests");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // gRPC and plain HTTP (/metrics, /health, ...) share the port, routed by the first bytes.
+        let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<tokio::net::TcpStream>>(64);
+        servers.push(tokio::spawn(accept_client_connections(listener, conn_tx, ctx.clone(), shutdown_rx.clone())));
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
@@ -324,6 +337,27 @@ pub async fn run(cfg: Config) -> Result<()> {
             };
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 tracing::error!(error = %e, "client server failed");
+            }
+        }));
+    }
+    for url in cfg.listen_metrics_urls.as_deref().map(split_urls).unwrap_or_default() {
+        let addr = url_to_addr(&url).map_err(Error::InvalidArgument)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("listen on {url}: {e}")))?;
+        tracing::info!(%url, "serving /metrics and /health");
+        let ctx = ctx.clone();
+        let mut stop = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            tokio::spawn(crate::http::serve(stream, ctx.clone()));
+                        }
+                    }
+                    _ = stop.wait_for(|s| *s) => return,
+                }
             }
         }));
     }
@@ -401,5 +435,35 @@ async fn publish_attributes(ctx: Arc<Ctx>, name: String, client_urls: Vec<String
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Accepts client connections: HTTP/2 (gRPC) ones go to the gRPC server, the rest to the HTTP handler.
+async fn accept_client_connections(
+    listener: tokio::net::TcpListener,
+    grpc: mpsc::Sender<std::io::Result<tokio::net::TcpStream>>,
+    ctx: Arc<Ctx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (grpc, ctx) = (grpc.clone(), ctx.clone());
+        tokio::spawn(async move {
+            if crate::http::is_http2(&stream).await {
+                let _ = grpc.send(Ok(stream)).await;
+            } else {
+                crate::http::serve(stream, ctx).await;
+            }
+        });
     }
 }

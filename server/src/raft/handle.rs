@@ -48,6 +48,11 @@ impl RaftHandle {
         self.ids.next()
     }
 
+    /// Proposals waiting for their result.
+    pub fn pending(&self) -> usize {
+        self.waiters.pending()
+    }
+
     /// The request timeout ("etcdserver: request timed out" after it).
     pub fn timeout(&self) -> Duration {
         self.timeout

@@ -77,6 +77,7 @@ pub struct Node {
     reads_pending: Vec<oneshot::Sender<Result<u64>>>,
     read_seq: u64,
     role: StateRole,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Proposals waiting for their entry to appear in the log: request id -> proposing time (for metrics).
     last_tick: Instant,
 }
@@ -92,6 +93,7 @@ impl Node {
         waiters: Arc<Waiters>,
         applied_tx: watch::Sender<u64>,
         snapshot_count: u64,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Node {
         Node {
             raw,
@@ -105,6 +107,7 @@ impl Node {
             reads_pending: Vec::new(),
             read_seq: 0,
             role: StateRole::Follower,
+            metrics,
             last_tick: Instant::now(),
         }
     }
@@ -287,7 +290,9 @@ impl Node {
         }
         if rd.must_sync() {
             crate::failpoint!("raft-before-fsync");
+            let started = Instant::now();
             self.raw.store().flush()?;
+            self.metrics.wal_fsync.observe(started.elapsed());
             crate::failpoint!("raft-after-fsync");
         }
 
@@ -327,10 +332,14 @@ impl Node {
         if entries.is_empty() {
             return Ok(());
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.proposals_committed.fetch_add(entries.len() as u64, Relaxed);
+        let started = Instant::now();
         for entry in &entries {
             if entry.index <= self.applier.applied_index() {
                 continue;
             }
+            self.metrics.proposals_applied.fetch_add(1, Relaxed);
             match entry.get_entry_type() {
                 EntryType::EntryNormal => self.applier.apply_normal(entry)?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
@@ -356,6 +365,7 @@ impl Node {
             }
             self.raw.mut_store().set_applied(entry.index, entry.term);
         }
+        self.metrics.backend_commit.observe(started.elapsed());
         self.publish_applied();
         Ok(())
     }

@@ -36,6 +36,8 @@ pub struct Ctx {
     pub compactor: Compactor,
     pub transport: Arc<crate::peer::PeerTransport>,
     pub leader: forward::LeaderChannel,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Where snapshot files are written.
     pub snap_dir: std::path::PathBuf,
     pub cluster_id: u64,
