@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "etcd/rpc.proto",
         "internal/raft_request.proto",
         "internal/peer.proto",
+        "grpc/health.proto",
     ];
     tonic_prost_build::configure()
         .build_server(true)

@@ -20,4 +20,9 @@ pub mod raftcdpb {
     tonic::include_proto!("raftcdpb");
 }
 
+/// The standard gRPC health protocol.
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}
+
 pub use etcdserverpb as pb;

@@ -329,7 +329,10 @@ pub async fn run(cfg: Config) -> Result<()> {
             .add_service(
                 MaintenanceServer::new(MaintenanceService::new(ctx.clone())).max_decoding_message_size(max_msg),
             )
-            .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg));
+            .add_service(AuthServer::new(AuthService::new(ctx.clone())).max_decoding_message_size(max_msg))
+            .add_service(raftcd_proto::health::health_server::HealthServer::new(
+                crate::services::health::HealthService::new(ctx.clone()),
+            ));
         let mut stop = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             let signal = async move {

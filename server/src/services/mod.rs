@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod forward;
+pub mod health;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
