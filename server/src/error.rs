@@ -109,7 +109,7 @@ impl Error {
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
-            | InvalidArgument(_) | PeerUrlExists | MemberIdRemoved => Code::InvalidArgument,
+            | InvalidArgument(_) | MemberIdRemoved => Code::InvalidArgument,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists
             | NotLeader
@@ -117,6 +117,7 @@ impl Error {
             | LearnerNotReady
             | TooManyLearners
             | NotSupportedForLearner
+            | PeerUrlExists
             | BadLeaderTransferee => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Timeout | UnhealthyCluster | Stopped => Code::Unavailable,
             Corrupt => Code::DataLoss,

@@ -2,10 +2,11 @@
 //! whole-prefix reads, and Debian `etcdctl` runs against several endpoints.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, GetOptions, StatusResponse};
+use etcd_client::{Client, ConnectOptions, GetOptions, ResponseHeader, StatusResponse};
 
 use crate::client::{etcdctl_path, grpc_status};
 
@@ -117,7 +118,13 @@ pub fn diff_kvs(want: &Kvs, got: &Kvs, exact: bool) -> String {
 
 /// Polls a member's serializable read of `prefix` until it holds `want` (exactly, when `exact`); returns the
 /// last difference when `within` passes.
-pub async fn wait_serializable(endpoint: &str, prefix: &str, want: &Kvs, exact: bool, within: Duration) -> Result<(), String> {
+pub async fn wait_serializable(
+    endpoint: &str,
+    prefix: &str,
+    want: &Kvs,
+    exact: bool,
+    within: Duration,
+) -> Result<(), String> {
     let start = Instant::now();
     let mut c = raw_client(endpoint).await;
     let mut last;
@@ -142,6 +149,130 @@ pub async fn wait_serializable(endpoint: &str, prefix: &str, want: &Kvs, exact: 
 /// True when `err` is gRPC Unavailable with one of [`QUORUM_LOSS_MESSAGES`].
 pub fn is_quorum_loss_error(err: &etcd_client::Error) -> bool {
     grpc_status(err).is_some_and(|(code, msg)| code == "Unavailable" && QUORUM_LOSS_MESSAGES.contains(&msg.as_str()))
+}
+
+/// The revision of a response header (0 when absent).
+pub fn rev(h: Option<&ResponseHeader>) -> i64 {
+    h.map(|h| h.revision()).unwrap_or(0)
+}
+
+/// Member ids of the cluster's members, in order (all must be up).
+pub async fn ids_of(eps: &[String]) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for ep in eps {
+        ids.push(member_id(ep).await);
+    }
+    ids
+}
+
+/// Where `id` is in `ids`; panics when it is not there.
+pub fn position(ids: &[u64], id: u64) -> usize {
+    ids.iter().position(|i| *i == id).unwrap_or_else(|| panic!("{id:x} is not one of {ids:x?}"))
+}
+
+/// Writes `n` keys `prefix{i:03}` through `c`, returning what was acknowledged.
+pub async fn put_keys(c: &mut Client, prefix: &str, n: usize) -> Kvs {
+    let mut acked = Kvs::new();
+    for i in 0..n {
+        let (k, v) = (format!("{prefix}{i:03}"), format!("value-{i}"));
+        let r = c.put(k.clone(), v.clone(), None).await.unwrap_or_else(|e| panic!("put {k}: {e}"));
+        acked.insert(k, (v, rev(r.header())));
+    }
+    acked
+}
+
+/// Polls `c`'s member list until `pred` holds for it.
+pub async fn wait_member_list(c: &mut Client, what: &str, pred: impl Fn(&[etcd_client::Member]) -> bool) {
+    let start = Instant::now();
+    loop {
+        let last = match c.member_list().await {
+            Ok(r) if pred(r.members()) => return,
+            Ok(r) => format!("{:?}", r.members()),
+            Err(e) => e.to_string(),
+        };
+        assert!(start.elapsed() < Duration::from_secs(10), "member list never showed {what}; last: {last}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a member's Status until its isLearner flag equals `want`; false if it does not within 3 s.
+pub async fn learner_flag_becomes(ep: &str, want: bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        if status(ep).await.is_ok_and(|s| s.is_learner() == want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Checks that `res` failed with gRPC `code` and `message`; a mismatch is appended to `problems` (so one
+/// wrong error does not hide the next checks).
+pub fn check_err<T: std::fmt::Debug>(
+    problems: &mut Vec<String>,
+    what: &str,
+    res: Result<T, etcd_client::Error>,
+    code: &str,
+    message: &str,
+) {
+    let got = match res {
+        Ok(v) => format!("success {v:?}"),
+        Err(e) => match grpc_status(&e) {
+            Some((c, m)) if c == code && m == message => {
+                eprintln!("    {what}: {c} {m:?} as expected");
+                return;
+            }
+            Some((c, m)) => format!("{c} {m:?}"),
+            None => format!("non-gRPC error {e}"),
+        },
+    };
+    problems.push(format!("{what}: expected {code} {message:?}, got {got}"));
+}
+
+/// Runs `f`, which must fail with gRPC Unavailable "request timed out" / "no leader" / "leader changed" within
+/// `request_timeout` (plus 1.5 s of slack); a hang, a success or another error is returned as a problem.
+pub async fn expect_quorum_error<T: std::fmt::Debug>(
+    request_timeout: Duration,
+    what: &str,
+    f: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Option<String> {
+    let start = Instant::now();
+    let limit = request_timeout + Duration::from_millis(1500);
+    match tokio::time::timeout(Duration::from_secs(20), f).await {
+        Err(_) => Some(format!("{what}: no answer within 20 s (hangs)")),
+        Ok(Ok(v)) => Some(format!("{what}: succeeded without a quorum: {v:?}")),
+        Ok(Err(e)) => {
+            let took = start.elapsed();
+            if !is_quorum_loss_error(&e) {
+                Some(format!("{what}: wrong error after {took:?}: {:?}", grpc_status(&e).unwrap_or_default()))
+            } else if took > limit {
+                Some(format!("{what}: {e} only after {took:?} (limit {limit:?})"))
+            } else {
+                eprintln!("    {what}: {e} after {took:?}");
+                None
+            }
+        }
+    }
+}
+
+/// Retries a put through `ep` until it succeeds (the cluster serves again); panics after `within`.
+pub async fn put_until_ok(ep: &str, key: &str, value: &str, within: Duration) -> i64 {
+    let start = Instant::now();
+    let mut c = raw_client(ep).await;
+    loop {
+        let last = match tokio::time::timeout(Duration::from_secs(10), c.put(key, value, None)).await {
+            Ok(Ok(r)) => {
+                eprintln!("    put {key} via {ep} succeeded after {:?}", start.elapsed());
+                return rev(r.header());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 10 s".to_string(),
+        };
+        assert!(start.elapsed() < within, "service did not resume within {within:?}: {last}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c = raw_client(ep).await;
+    }
 }
 
 /// What one etcdctl run produced.

@@ -116,6 +116,7 @@ impl Node {
     /// error: the member must stop rather than limp on with state it cannot persist.
     pub fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<()> {
         // Entries committed before a restart (or the bootstrap configuration) come out of the first Ready.
+        self.publish_learner();
         self.on_ready()?;
         let cs = self.raw.store().conf_state().clone();
         if cs.voters == [self.status.id] && cs.learners.is_empty() && self.role != StateRole::Leader {
@@ -274,6 +275,7 @@ impl Node {
             let snap = rd.snapshot().clone();
             self.applier.install_snapshot(&snap)?;
             self.raw.mut_store().apply_snapshot_meta(snap.get_metadata())?;
+            self.publish_learner();
             self.publish_applied();
         }
 
@@ -359,8 +361,7 @@ impl Node {
                     let cs = self.raw.apply_conf_change(&cc)?;
                     self.raw.mut_store().set_conf_state(&cs)?;
                     self.applier.apply_conf_change(entry, &cc, &cs)?;
-                    let me = self.status.id;
-                    self.status.set_learner(cs.learners.contains(&me));
+                    self.publish_learner();
                 }
             }
             self.raw.mut_store().set_applied(entry.index, entry.term);
@@ -368,6 +369,13 @@ impl Node {
         self.metrics.backend_commit.observe(started.elapsed());
         self.publish_applied();
         Ok(())
+    }
+
+    /// Whether this member is a learner, from the configuration raft holds (after restart, conf change or
+    /// snapshot install alike).
+    fn publish_learner(&self) {
+        let cs = self.raw.store().conf_state();
+        self.status.set_learner(cs.learners.contains(&self.status.id));
     }
 
     fn publish_applied(&mut self) {

@@ -82,7 +82,7 @@ fn check_urls(urls: &[String]) -> Result<()> {
         return Err(Error::InvalidArgument("etcdserver: member peer URLs are not provided".into()));
     }
     for u in urls {
-        url_to_addr(u).map_err(|e| Error::InvalidArgument(format!("etcdserver: {e}")))?;
+        url_to_addr(u).map_err(|_| Error::InvalidArgument("etcdserver: given member URLs are invalid".into()))?;
     }
     Ok(())
 }
