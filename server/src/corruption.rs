@@ -36,8 +36,8 @@ pub async fn check_peers(ctx: &Ctx) -> Result<Vec<Mismatch>> {
         if m.id == ctx.member_id || m.client_ur_ls.is_empty() {
             continue;
         }
-        let Ok(ep) = tonic::transport::Endpoint::from_shared(m.client_ur_ls[0].clone()) else { continue };
-        let ep = ep.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(10));
+        let Ok(ep) = crate::tls::endpoint(&m.client_ur_ls[0], ctx.client_tls.as_ref()) else { continue };
+        let ep = ep.timeout(Duration::from_secs(10));
         let Ok(ch) = ep.connect().await else { continue };
         match MaintenanceClient::new(ch).hash_kv(HashKvRequest { revision: rev }).await {
             Ok(resp) => {

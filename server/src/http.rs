@@ -63,7 +63,7 @@ async fn health(ctx: &Ctx, serializable: bool) -> (bool, String) {
 }
 
 /// Answers one HTTP/1.1 request and closes the connection.
-pub async fn serve(mut stream: TcpStream, ctx: Arc<Ctx>) {
+pub async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, ctx: Arc<Ctx>) {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = async {

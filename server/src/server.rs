@@ -115,7 +115,12 @@ fn bootstrap_new(cfg: &Config, storage: &mut RaftStorage) -> Result<Identity> {
 
 /// Opens or creates the member's identity: from the data dir when it exists (the --initial-cluster flags
 /// are then ignored), else from bootstrap (new cluster) or discovery (joining an existing one).
-async fn identity(cfg: &Config, local: &sled::Tree, storage: &mut RaftStorage) -> Result<Identity> {
+async fn identity(
+    cfg: &Config,
+    local: &sled::Tree,
+    storage: &mut RaftStorage,
+    peer_tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Identity> {
     if let (Some(member_id), Some(cluster_id)) = (read_u64(local, "member_id")?, read_u64(local, "cluster_id")?) {
         tracing::info!(member_id = %format!("{member_id:x}"), "restarting from {}", cfg.data_dir());
         return Ok(Identity { member_id, cluster_id });
@@ -127,7 +132,7 @@ async fn identity(cfg: &Config, local: &sled::Tree, storage: &mut RaftStorage) -
                 .into_iter()
                 .flat_map(|(_, urls)| urls)
                 .collect();
-            let (cluster_id, member_id) = crate::peer::join::discover(&all, &cfg.advertise_peer_urls()).await?;
+            let (cluster_id, member_id) = crate::peer::join::discover(&all, &cfg.advertise_peer_urls(), peer_tls).await?;
             tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), "joining an existing cluster");
             Identity { member_id, cluster_id }
         }
@@ -146,6 +151,10 @@ async fn identity(cfg: &Config, local: &sled::Tree, storage: &mut RaftStorage) -
 
 /// Runs a member until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> Result<()> {
+    let client_tls = cfg.client_tls().map_err(Error::InvalidArgument)?;
+    let peer_tls = cfg.peer_tls().map_err(Error::InvalidArgument)?;
+    let peer_client_tls = peer_tls.as_ref().map(crate::tls::peer_client_config).transpose()?;
+    let member_client_tls = client_tls.as_ref().map(crate::tls::client_config).transpose()?;
     let data_dir = std::path::PathBuf::from(cfg.data_dir());
     let db_path = data_dir.join("member").join("db");
     std::fs::create_dir_all(&db_path).map_err(|e| Error::Storage(format!("{}: {e}", db_path.display())))?;
@@ -154,7 +163,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(db.open_tree("state")?)?;
     let mut storage = RaftStorage::open(&db)?;
 
-    let ident = identity(&cfg, &local, &mut storage).await?;
+    let ident = identity(&cfg, &local, &mut storage, peer_client_tls.as_ref()).await?;
     let snap_dir = data_dir.join("member").join("snap");
     std::fs::create_dir_all(&snap_dir).map_err(|e| Error::Storage(format!("{}: {e}", snap_dir.display())))?;
     if let Some(path) = crate::snapshot::state::interrupted_install(&local)? {
@@ -207,6 +216,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         store.clone(),
         snap_dir.clone(),
         my_peer_url,
+        peer_client_tls.clone(),
     );
     let (removed_tx, mut removed_rx) = watch::channel(false);
     let applier = Applier::new(
@@ -263,6 +273,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         leader: Default::default(),
         snap_dir: snap_dir.clone(),
         metrics: metrics.clone(),
+        client_tls: member_client_tls.clone(),
         cluster_id: ident.cluster_id,
         member_id: ident.member_id,
         max_txn_ops: cfg.max_txn_ops,
@@ -285,13 +296,17 @@ pub async fn run(cfg: Config) -> Result<()> {
     tokio::spawn(publish_attributes(ctx.clone(), cfg.name.clone(), cfg.advertise_client_urls()));
 
     let mut servers = Vec::new();
+    let peer_acceptor = peer_tls.clone().map(crate::tls::ReloadingAcceptor::new).transpose()?.map(Arc::new);
     for url in split_urls(&cfg.listen_peer_urls) {
         let addr = url_to_addr(&url).map_err(Error::InvalidArgument)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::InvalidArgument(format!("listen on {url}: {e}")))?;
         tracing::info!(%url, "serving peer traffic");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let tls = if url.starts_with("https://") { peer_acceptor.clone() } else { None };
+        let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<crate::listen::Conn>>(64);
+        servers.push(tokio::spawn(crate::listen::accept_loop(listener, tls, conn_tx, None, shutdown_rx.clone())));
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
         let svc =
             PeerService::new(ident.cluster_id, tx.clone(), ctx.members.clone(), transport.clone(), snap_dir.clone());
         let router = tonic::transport::Server::builder()
@@ -309,15 +324,23 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
 
     let max_msg = cfg.max_request_bytes + GRPC_OVERHEAD;
+    let client_acceptor = client_tls.clone().map(crate::tls::ReloadingAcceptor::new).transpose()?.map(Arc::new);
     for url in split_urls(&cfg.listen_client_urls) {
         let addr = url_to_addr(&url).map_err(Error::InvalidArgument)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::InvalidArgument(format!("listen on {url}: {e}")))?;
         tracing::info!(%url, "serving client requests");
-        // gRPC and plain HTTP (/metrics, /health, ...) share the port, routed by the first bytes.
-        let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<tokio::net::TcpStream>>(64);
-        servers.push(tokio::spawn(accept_client_connections(listener, conn_tx, ctx.clone(), shutdown_rx.clone())));
+        // gRPC and plain HTTP (/metrics, /health, ...) share the port, routed by ALPN or the first bytes.
+        let tls = if url.starts_with("https://") { client_acceptor.clone() } else { None };
+        let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<crate::listen::Conn>>(64);
+        servers.push(tokio::spawn(crate::listen::accept_loop(
+            listener,
+            tls,
+            conn_tx,
+            Some(ctx.clone()),
+            shutdown_rx.clone(),
+        )));
         let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -438,35 +461,5 @@ async fn publish_attributes(ctx: Arc<Ctx>, name: String, client_urls: Vec<String
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-    }
-}
-
-/// Accepts client connections: HTTP/2 (gRPC) ones go to the gRPC server, the rest to the HTTP handler.
-async fn accept_client_connections(
-    listener: tokio::net::TcpListener,
-    grpc: mpsc::Sender<std::io::Result<tokio::net::TcpStream>>,
-    ctx: Arc<Ctx>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let (grpc, ctx) = (grpc.clone(), ctx.clone());
-        tokio::spawn(async move {
-            if crate::http::is_http2(&stream).await {
-                let _ = grpc.send(Ok(stream)).await;
-            } else {
-                crate::http::serve(stream, ctx).await;
-            }
-        });
     }
 }

@@ -20,6 +20,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
+    /// Writes a CA (ca.pem, ca-key.pem) and certificates signed by it (NAME.pem, NAME-key.pem; CN = NAME,
+    /// usable for server and client auth) for a local secure cluster or tests.
+    GenCerts {
+        /// Output directory.
+        dir: PathBuf,
+        /// Certificates as NAME or NAME=host1,host2 (default hosts: localhost, 127.0.0.1).
+        #[arg(required = true)]
+        certs: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +117,16 @@ fn human_size(n: u64) -> String {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::GenCerts { dir, certs } => {
+            let certs: Vec<(String, Vec<String>)> = certs
+                .iter()
+                .map(|c| match c.split_once('=') {
+                    Some((n, hosts)) => (n.to_string(), hosts.split(',').map(str::to_string).collect()),
+                    None => (c.clone(), vec!["localhost".to_string(), "127.0.0.1".to_string()]),
+                })
+                .collect();
+            raftcd::tls::generate_ca_and_certs(&dir, &certs).map_err(|e| e.to_string())
+        }
         Cmd::Snapshot { cmd: SnapshotCmd::Status { file, write_out } } => {
             status(&file).map_err(|e| e.to_string()).and_then(|st| print_status(&st, &write_out))
         }

@@ -10,14 +10,15 @@ use crate::error::{Error, Result};
 use crate::member::decode_member;
 
 /// (cluster id, this member's id) as the running cluster knows them.
-pub async fn discover(peer_urls: &[String], my_peer_urls: &[String]) -> Result<(u64, u64)> {
+pub async fn discover(
+    peer_urls: &[String],
+    my_peer_urls: &[String],
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<(u64, u64)> {
     let mut last_err = String::from("no other member to ask");
     for attempt in 0..30 {
         for url in peer_urls.iter().filter(|u| !my_peer_urls.contains(u)) {
-            let ep = match tonic::transport::Endpoint::from_shared(url.clone()) {
-                Ok(e) => e.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(3)),
-                Err(e) => return Err(Error::InvalidArgument(format!("invalid peer URL {url}: {e}"))),
-            };
+            let ep = crate::tls::endpoint(url, tls)?.timeout(Duration::from_secs(3));
             let resp = match ep.connect().await {
                 Ok(ch) => PeerClient::new(ch).members(MembersRequest {}).await,
                 Err(e) => {

@@ -45,6 +45,8 @@ pub struct PeerTransport {
     my_url: String,
     /// Peer URLs learned from incoming traffic, for peers not (yet) in the applied member list.
     learned: Arc<Mutex<HashMap<u64, String>>>,
+    /// Client TLS for https peer URLs.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// The first peer URL of `id`: from the member list, else from what its own traffic told us.
@@ -65,6 +67,7 @@ impl PeerTransport {
         store: Store,
         snap_dir: PathBuf,
         my_url: String,
+        tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Arc<PeerTransport> {
         Arc::new(PeerTransport {
             me,
@@ -78,6 +81,7 @@ impl PeerTransport {
             snap_dir,
             my_url,
             learned: Arc::new(Mutex::new(HashMap::new())),
+            tls,
         })
     }
 
@@ -118,6 +122,7 @@ impl PeerTransport {
             active: self.active.clone(),
             learned: self.learned.clone(),
             my_url: self.my_url.clone(),
+            tls: self.tls.clone(),
         };
         self.rt.spawn(worker.run(rx));
         q.insert(to, tx.clone());
@@ -151,6 +156,7 @@ impl PeerTransport {
         let url = peer_url(&self.members, &self.learned, to);
         let raft_tx = self.raft_tx.clone();
         let cluster_id = self.cluster_id;
+        let tls = self.tls.clone();
         self.rt.spawn(async move {
             let started = Instant::now();
             let p = path.clone();
@@ -173,7 +179,7 @@ impl PeerTransport {
                 }
             }
             let ok = match url {
-                Some(url) => match stream_snapshot(&url, cluster_id, &m, &path).await {
+                Some(url) => match stream_snapshot(&url, tls.as_ref(), cluster_id, &m, &path).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(to, error = %e, "sending snapshot failed");
@@ -188,8 +194,15 @@ impl PeerTransport {
     }
 }
 
-async fn stream_snapshot(url: &str, cluster_id: u64, m: &Message, path: &PathBuf) -> Result<(), String> {
-    let mut client = PeerClient::connect(url.to_string()).await.map_err(|e| e.to_string())?;
+async fn stream_snapshot(
+    url: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+    cluster_id: u64,
+    m: &Message,
+    path: &PathBuf,
+) -> Result<(), String> {
+    let channel = crate::tls::endpoint(url, tls).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+    let mut client = PeerClient::new(channel).max_encoding_message_size(64 << 20);
     let raft_message = m.write_to_bytes().map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
@@ -248,6 +261,7 @@ struct PeerWorker {
     active: Arc<Mutex<HashMap<u64, Instant>>>,
     learned: Arc<Mutex<HashMap<u64, String>>>,
     my_url: String,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl PeerWorker {
@@ -261,8 +275,8 @@ impl PeerWorker {
                 }
                 continue;
             };
-            let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
-                Ok(e) => e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
+            let endpoint = match crate::tls::endpoint(&url, self.tls.as_ref()) {
+                Ok(e) => e,
                 Err(e) => {
                     tracing::error!(peer = self.to, %url, error = %e, "invalid peer URL");
                     tokio::time::sleep(Duration::from_secs(1)).await;

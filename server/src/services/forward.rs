@@ -2,9 +2,7 @@
 //! by a follower to the leader's client URL, so clients may talk to any member.
 
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::member::Membership;
@@ -18,7 +16,12 @@ pub struct LeaderChannel {
 
 impl LeaderChannel {
     /// A channel to the current leader (NoLeader when none is known or it has no client URL yet).
-    pub fn get(&self, status: &RaftStatus, members: &Membership) -> Result<Channel> {
+    pub fn get(
+        &self,
+        status: &RaftStatus,
+        members: &Membership,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
+    ) -> Result<Channel> {
         let leader = status.leader();
         if leader == 0 {
             return Err(Error::NoLeader);
@@ -30,11 +33,7 @@ impl LeaderChannel {
             }
         }
         let url = members.get(leader).and_then(|m| m.client_ur_ls.first().cloned()).ok_or(Error::NoLeader)?;
-        let ch = Endpoint::from_shared(url)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let ch = crate::tls::endpoint(&url, tls)?.connect_lazy();
         *cached = Some((leader, ch.clone()));
         Ok(ch)
     }

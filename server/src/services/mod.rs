@@ -39,6 +39,8 @@ pub struct Ctx {
     pub leader: forward::LeaderChannel,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// TLS for calls to other members' client URLs (https).
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
     /// Where snapshot files are written.
     pub snap_dir: std::path::PathBuf,
     pub cluster_id: u64,
@@ -75,7 +77,7 @@ impl Ctx {
         if st.is_leader() {
             return Ok(None);
         }
-        self.leader.get(st, &self.members).map(Some)
+        self.leader.get(st, &self.members, self.client_tls.as_ref()).map(Some)
     }
 
     /// Replicates `op` through raft after the request-size check.
