@@ -53,39 +53,57 @@ pub(crate) struct Pool {
     token: Mutex<Option<AsciiMetadataValue>>,
 }
 
-/// Normalises `host:port` to `http://host:port`; refuses https (no TLS yet) and empty input.
-pub(crate) fn endpoint_url(ep: &str) -> Result<String> {
+/// Normalises `host:port` to `http://host:port` (`https://` when TLS options are given, as clientv3 does)
+/// and refuses empty input and unknown schemes.
+pub(crate) fn endpoint_url(ep: &str, tls: bool) -> Result<String> {
     let ep = ep.trim();
     if ep.is_empty() {
         return Err(Error::InvalidArgument("empty endpoint".into()));
     }
-    if ep.starts_with("https://") || ep.starts_with("unixs://") {
-        return Err(Error::TlsNotSupported);
-    }
-    if let Some(rest) = ep.strip_prefix("http://") {
-        return Ok(format!("http://{rest}"));
+    if ep.starts_with("https://") || ep.starts_with("http://") {
+        return Ok(ep.to_string());
     }
     if ep.contains("://") {
         return Err(Error::InvalidArgument(format!("unsupported endpoint scheme in {ep:?}")));
     }
-    Ok(format!("http://{ep}"))
+    Ok(if tls { format!("https://{ep}") } else { format!("http://{ep}") })
+}
+
+/// tonic's TLS config from the options (PEM files read now, so a bad path fails up front).
+fn tls_config(t: &crate::options::TlsOptions) -> Result<tonic::transport::ClientTlsConfig> {
+    if t.insecure_skip_verify {
+        return Err(Error::TlsNotSupported);
+    }
+    let read = |p: &str| std::fs::read(p).map_err(|e| Error::InvalidArgument(format!("open {p}: {e}")));
+    let mut cfg = tonic::transport::ClientTlsConfig::new();
+    if let Some(ca) = &t.ca {
+        cfg = cfg.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => cfg = cfg.identity(tonic::transport::Identity::from_pem(read(c)?, read(k)?)),
+        (None, None) => {}
+        _ => return Err(Error::InvalidArgument("a client certificate needs both --cert and --key".into())),
+    }
+    Ok(cfg)
 }
 
 impl Pool {
     pub(crate) fn new(endpoints: &[String], opts: ConnectOptions) -> Result<Pool> {
-        if opts.tls.is_some() {
-            return Err(Error::TlsNotSupported);
-        }
+        let tls = opts.tls.as_ref().map(tls_config).transpose()?;
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("at least one endpoint is required".into()));
         }
         let mut slots = Vec::with_capacity(endpoints.len());
         for ep in endpoints {
-            let url = endpoint_url(ep)?;
+            let url = endpoint_url(ep, tls.is_some())?;
             let mut endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::InvalidArgument(format!("bad endpoint {ep:?}: {e}")))?
                 .connect_timeout(opts.dial_timeout)
                 .tcp_nodelay(true);
+            if url.starts_with("https://") {
+                let cfg = tls.clone().unwrap_or_default();
+                endpoint = endpoint.tls_config(cfg).map_err(|e| Error::InvalidArgument(format!("tls: {e}")))?;
+            }
             if let Some(ka) = &opts.keep_alive {
                 endpoint = endpoint
                     .http2_keep_alive_interval(ka.time)
@@ -345,10 +363,12 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        assert_eq!(endpoint_url("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
-        assert_eq!(endpoint_url(" http://a:1 ").unwrap(), "http://a:1");
-        assert_eq!(endpoint_url("https://a:1").unwrap_err(), Error::TlsNotSupported);
-        assert!(endpoint_url("").is_err());
+        assert_eq!(endpoint_url("127.0.0.1:2379", false).unwrap(), "http://127.0.0.1:2379");
+        assert_eq!(endpoint_url("127.0.0.1:2379", true).unwrap(), "https://127.0.0.1:2379");
+        assert_eq!(endpoint_url(" http://a:1 ", true).unwrap(), "http://a:1");
+        assert_eq!(endpoint_url("https://a:1", false).unwrap(), "https://a:1");
+        assert!(endpoint_url("", false).is_err());
+        assert!(endpoint_url("ftp://a:1", false).is_err());
     }
 
     #[test]
@@ -363,8 +383,15 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_up_front() {
+    fn tls_options_pick_https_and_check_files_up_front() {
         let opts = ConnectOptions { tls: Some(Default::default()), ..Default::default() };
+        let pool = Pool::new(&["a:1".into()], opts).unwrap();
+        assert_eq!(pool.urls(), vec!["https://a:1".to_string()]);
+        let bad = crate::options::TlsOptions { ca: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        let opts = ConnectOptions { tls: Some(bad), ..Default::default() };
+        assert!(matches!(Pool::new(&["a:1".into()], opts).err(), Some(Error::InvalidArgument(_))));
+        let skip = crate::options::TlsOptions { insecure_skip_verify: true, ..Default::default() };
+        let opts = ConnectOptions { tls: Some(skip), ..Default::default() };
         assert_eq!(Pool::new(&["a:1".into()], opts).err(), Some(Error::TlsNotSupported));
     }
 }

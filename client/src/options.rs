@@ -17,8 +17,7 @@ impl Default for KeepAlive {
     }
 }
 
-/// TLS material. Accepted as a typed option so callers can be written now; connecting with it fails with
-/// [`crate::Error::TlsNotSupported`] until the transport gains TLS.
+/// TLS material (PEM file paths). With it, endpoints without a scheme are dialled over https.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// CA bundle (PEM) that verifies the server.
@@ -44,7 +43,7 @@ pub struct ConnectOptions {
     pub user: Option<String>,
     /// Password of `user`.
     pub password: Option<String>,
-    /// TLS (not supported yet: connecting with it set fails).
+    /// TLS (rustls through tonic).
     pub tls: Option<TlsOptions>,
     /// Send `hasleader=true` metadata on watch streams so a member without a leader refuses them.
     pub require_leader: bool,

@@ -33,12 +33,18 @@ pub(crate) fn etcdctl_rs() -> PathBuf {
     p
 }
 
+/// The server binary for tests that take the default: etcd unless GOLDEN_SERVER=raftcd.
 pub(crate) fn server_bin() -> PathBuf {
     match std::env::var("GOLDEN_SERVER").as_deref() {
-        Ok("raftcd") => workspace_root().join("target/debug/raftcd"),
+        Ok("raftcd") => raftcd_bin(),
         Ok("etcd") | Err(_) => PathBuf::from("/usr/bin/etcd"),
         Ok(other) => panic!("GOLDEN_SERVER must be etcd or raftcd, not {other}"),
     }
+}
+
+/// The workspace's raftcd.
+pub(crate) fn raftcd_bin() -> PathBuf {
+    raftcd_tests::workspace_bin("raftcd")
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -55,11 +61,22 @@ pub(crate) struct Member {
 impl Member {
     /// Starts a member. `peer_port`/`advertised_peer`/`initial_cluster` describe its place in the cluster.
     pub(crate) fn start(name: &str, peer_port: u16, advertised_peer: &str, initial_cluster: &str) -> Member {
+        Member::start_with(&server_bin(), name, peer_port, advertised_peer, initial_cluster)
+    }
+
+    /// Starts a member of the server `bin` (etcd or raftcd, which take the same flags).
+    pub(crate) fn start_with(
+        bin: &std::path::Path,
+        name: &str,
+        peer_port: u16,
+        advertised_peer: &str,
+        initial_cluster: &str,
+    ) -> Member {
         let dir = tempfile::tempdir().expect("tempdir");
         let client_port = free_port();
         let endpoint = format!("127.0.0.1:{client_port}");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(server_bin())
+        let child = Command::new(bin)
             .args(["--name", name, "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &format!("http://{endpoint}")])
@@ -76,7 +93,12 @@ impl Member {
 
     /// A fresh single-member server with the advertised peer URL every golden server shares.
     pub(crate) fn single() -> Member {
-        let m = Member::start("golden", free_port(), ADVERTISED_PEER, &format!("golden={ADVERTISED_PEER}"));
+        Member::single_with(&server_bin())
+    }
+
+    /// A fresh single-member server of `bin`.
+    pub(crate) fn single_with(bin: &std::path::Path) -> Member {
+        let m = Member::start_with(bin, "golden", free_port(), ADVERTISED_PEER, &format!("golden={ADVERTISED_PEER}"));
         m.wait_ready(Duration::from_secs(20));
         m
     }

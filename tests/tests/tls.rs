@@ -93,6 +93,20 @@ fn mutual_tls_admits_only_trusted_clients() {
     let evil =
         [("cacert", certs.join("ca.pem")), ("cert", other.join("client.pem")), ("key", other.join("client-key.pem"))];
     assert!(!etcdctl(&url, &evil, &["get", "k"]).status.success(), "another CA's certificate got in");
+    step!("etcdctl-rs with the client certificate, then without one");
+    let rs = |tls: &[(&str, PathBuf)], args: &[&str]| {
+        let mut cmd = Command::new(workspace_bin("etcdctl-rs"));
+        cmd.args(["--endpoints", &url, "--dial-timeout", "2s"]);
+        for (flag, path) in tls {
+            cmd.arg(format!("--{flag}={}", path.display()));
+        }
+        cmd.args(args).output().unwrap()
+    };
+    assert_eq!(ok(&rs(&good, &["get", "k", "--print-value-only"])).trim(), "v");
+    assert!(
+        !rs(&[("cacert", certs.join("ca.pem"))], &["get", "k"]).status.success(),
+        "etcdctl-rs got in without a cert"
+    );
     step!("plain HTTP to the TLS port");
     let o = etcdctl(&format!("127.0.0.1:{cp}"), &[], &["get", "k"]);
     assert!(!o.status.success(), "plain HTTP got in");

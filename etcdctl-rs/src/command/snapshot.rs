@@ -1,4 +1,5 @@
-//! `snapshot save <file>` (status and restore come later, from the server team's library).
+//! `snapshot save <file>` over the Maintenance API; `snapshot status|restore` offline, through raftcd's
+//! snapshot library (the same code as `raftcd-util`).
 
 use std::io::Write;
 
@@ -30,7 +31,7 @@ pub struct FileArgs {
     pub args: Vec<String>,
 }
 
-/// `snapshot restore` flags (accepted for compatibility; restore is not available yet).
+/// `snapshot restore` flags (etcdctl 3.4's, plus etcdutl's --bump-revision/--mark-compacted).
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
     #[arg(long = "data-dir", value_name = "string", default_value = "", help = "Path to the data directory")]
@@ -67,6 +68,10 @@ pub struct RestoreArgs {
     pub name: String,
     #[arg(long = "skip-hash-check", value_name = "bool", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, help = "Ignore snapshot integrity hash value (required if copied from data directory)")]
     pub skip_hash_check: bool,
+    #[arg(long = "bump-revision", value_name = "uint", default_value_t = 0, help = "How much to increase the latest revision after restore")]
+    pub bump_revision: u64,
+    #[arg(long = "mark-compacted", value_name = "bool", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, help = "Mark the latest revision after restore as the point for scheduled compaction (required if --bump-revision > 0)")]
+    pub mark_compacted: bool,
     /// `<filename>`.
     pub args: Vec<String>,
 }
@@ -172,13 +177,33 @@ pub async fn run(ctx: &mut Ctx, cmd: SnapshotCmd) -> CliResult {
             if a.args.len() != 1 {
                 return Err(CliError::new(EXIT_BAD_ARGS, "snapshot status requires exactly one argument"));
             }
-            Err(CliError::new(EXIT_ERROR, "snapshot status/restore: not available in this build"))
+            let st = raftcd::snapshot::status(std::path::Path::new(&a.args[0]))
+                .map_err(|e| CliError::new(EXIT_ERROR, e.to_string()))?;
+            let fmt = match ctx.global.write_out.as_str() {
+                "json" | "table" => ctx.global.write_out.clone(),
+                _ => "simple".to_string(),
+            };
+            let out = raftcd::snapshot::format_status(&st, &fmt).map_err(|e| CliError::new(EXIT_BAD_ARGS, e))?;
+            print!("{out}");
+            Ok(())
         }
         SnapshotCmd::Restore(a) => {
             if a.args.len() != 1 {
                 return Err(CliError::new(EXIT_BAD_ARGS, "snapshot restore requires exactly one argument"));
             }
-            Err(CliError::new(EXIT_ERROR, "snapshot status/restore: not available in this build"))
+            let data_dir = if a.data_dir.is_empty() { format!("{}.etcd", a.name) } else { a.data_dir.clone() };
+            let opts = raftcd::snapshot::RestoreOptions {
+                name: a.name.clone(),
+                data_dir: data_dir.into(),
+                initial_cluster: a.initial_cluster.clone(),
+                initial_cluster_token: a.initial_cluster_token.clone(),
+                initial_advertise_peer_urls: raftcd::config::split_urls(&a.initial_advertise_peer_urls),
+                skip_hash_check: a.skip_hash_check,
+                bump_revision: a.bump_revision,
+                mark_compacted: a.mark_compacted,
+            };
+            raftcd::snapshot::restore(std::path::Path::new(&a.args[0]), &opts)
+                .map_err(|e| CliError::new(EXIT_ERROR, e.to_string()))
         }
     }
 }

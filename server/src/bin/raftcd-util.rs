@@ -70,50 +70,6 @@ enum SnapshotCmd {
     },
 }
 
-/// The `snapshot status` line or table, formatted as etcdctl/etcdutl print it.
-fn print_status(st: &raftcd::snapshot::SnapshotStatus, write_out: &str) -> Result<(), String> {
-    let size = human_size(st.total_size);
-    match write_out {
-        "simple" => println!("{:x}, {}, {}, {}", st.hash, st.revision, st.total_keys, size),
-        "json" => println!(
-            "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
-            st.hash, st.revision, st.total_keys, st.total_size
-        ),
-        "table" => {
-            let cells = [format!("{:x}", st.hash), st.revision.to_string(), st.total_keys.to_string(), size];
-            let heads = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
-            let widths: Vec<usize> = heads.iter().zip(&cells).map(|(h, c)| h.len().max(c.len()) + 2).collect();
-            let line = widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("+");
-            println!("+{line}+");
-            let row = |v: Vec<String>| {
-                let cells: Vec<String> = v.iter().zip(&widths).map(|(c, w)| format!("{c:^w$}")).collect();
-                println!("|{}|", cells.join("|"));
-            };
-            row(heads.iter().map(|s| s.to_string()).collect());
-            println!("+{line}+");
-            row(cells.to_vec());
-            println!("+{line}+");
-        }
-        other => return Err(format!("unknown output format {other:?}")),
-    }
-    Ok(())
-}
-
-/// Sizes as Go's humanize.Bytes prints them (etcdctl uses it): "1.1 kB", "20 MB".
-fn human_size(n: u64) -> String {
-    if n < 10 {
-        return format!("{n} B");
-    }
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
-    let v = n as f64 / 1000f64.powi(e as i32);
-    if v < 10.0 {
-        format!("{v:.1} {}", units[e])
-    } else {
-        format!("{v:.0} {}", units[e])
-    }
-}
-
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -128,7 +84,10 @@ fn main() {
             raftcd::tls::generate_ca_and_certs(&dir, &certs).map_err(|e| e.to_string())
         }
         Cmd::Snapshot { cmd: SnapshotCmd::Status { file, write_out } } => {
-            status(&file).map_err(|e| e.to_string()).and_then(|st| print_status(&st, &write_out))
+            status(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|st| raftcd::snapshot::format_status(&st, &write_out))
+            .map(|out| print!("{out}"))
         }
         Cmd::Snapshot {
             cmd:

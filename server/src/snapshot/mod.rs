@@ -15,4 +15,4 @@ pub mod restore;
 pub mod state;
 
 pub use file::{read_header, SnapshotReader, SnapshotWriter, MAGIC};
-pub use restore::{restore, status, RestoreOptions, SnapshotStatus};
+pub use restore::{format_status, human_size, restore, status, RestoreOptions, SnapshotStatus};

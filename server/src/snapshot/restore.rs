@@ -54,6 +54,57 @@ pub fn status(path: &Path) -> Result<SnapshotStatus> {
     Ok(SnapshotStatus { hash: hasher.finalize(), revision, total_keys, total_size })
 }
 
+/// `snapshot status` output as etcdctl/etcdutl print it (`simple`, `json` or `table`).
+pub fn format_status(st: &SnapshotStatus, write_out: &str) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let size = human_size(st.total_size);
+    let mut out = String::new();
+    match write_out {
+        "simple" => {
+            let _ = writeln!(out, "{:x}, {}, {}, {}", st.hash, st.revision, st.total_keys, size);
+        }
+        "json" => {
+            let _ = writeln!(
+                out,
+                "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
+                st.hash, st.revision, st.total_keys, st.total_size
+            );
+        }
+        "table" => {
+            let cells = [format!("{:x}", st.hash), st.revision.to_string(), st.total_keys.to_string(), size];
+            let heads = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
+            let widths: Vec<usize> = heads.iter().zip(&cells).map(|(h, c)| h.len().max(c.len()) + 2).collect();
+            let line = widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("+");
+            let row = |v: Vec<String>| {
+                let cells: Vec<String> = v.iter().zip(&widths).map(|(c, w)| format!("{c:^w$}")).collect();
+                format!("|{}|\n", cells.join("|"))
+            };
+            out.push_str(&format!("+{line}+\n"));
+            out.push_str(&row(heads.iter().map(|s| s.to_string()).collect()));
+            out.push_str(&format!("+{line}+\n"));
+            out.push_str(&row(cells.to_vec()));
+            out.push_str(&format!("+{line}+\n"));
+        }
+        other => return Err(format!("unknown output format {other:?}")),
+    }
+    Ok(out)
+}
+
+/// Sizes as Go's humanize.Bytes prints them (etcdctl uses it): "1.1 kB", "20 MB".
+pub fn human_size(n: u64) -> String {
+    if n < 10 {
+        return format!("{n} B");
+    }
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
+    let v = n as f64 / 1000f64.powi(e as i32);
+    if v < 10.0 {
+        format!("{v:.1} {}", units[e])
+    } else {
+        format!("{v:.0} {}", units[e])
+    }
+}
+
 /// `snapshot restore` options (etcdctl's flags).
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
