@@ -167,7 +167,8 @@ impl Lessor {
         let inner = self.lock();
         let l = inner.leases.get(&id)?;
         let remaining = match l.expiry {
-            Some(e) => e.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as i64,
+            // Truncated, as etcd reports it.
+            Some(e) => e.saturating_duration_since(Instant::now()).as_secs() as i64,
             None => l.ttl,
         };
         Some((l.ttl, remaining))

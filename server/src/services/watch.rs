@@ -101,7 +101,15 @@ impl Watch for WatchService {
                         continue;
                     }
                 };
-                let Some(Ok(wr)) = msg else { break };
+                let wr = match msg {
+                    Some(Ok(wr)) => wr,
+                    // The client closed its sending side: like etcd, keep delivering until it goes away.
+                    None => {
+                        tx.closed().await;
+                        break;
+                    }
+                    Some(Err(_)) => break,
+                };
                 match wr.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
                         let Ok(permit) = tx.reserve().await else { break };
@@ -115,9 +123,11 @@ impl Watch for WatchService {
                                 }
                             }
                             Err(CreateError::DuplicateId) => {
+                                // etcd answers with watch_id -1, so the live watcher with that id is not
+                                // mistaken for canceled.
                                 let resp = WatchResponse {
                                     header: Some(ctx.header(ctx.store.current_revision())),
-                                    watch_id: c.watch_id,
+                                    watch_id: -1,
                                     created: true,
                                     canceled: true,
                                     cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),

@@ -26,6 +26,31 @@ use crate::watch::range;
 
 /// Events read from the store per catch-up step of one watcher.
 const CATCH_UP_BATCH: usize = 1000;
+/// Catch-up responses are cut near this size (whole revisions only), below clients' 4 MiB default limit.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Splits events (in revision order) into runs of whole revisions of at most `limit` encoded bytes each
+/// (a single revision larger than that travels alone).
+fn chunk_by_revision(events: Vec<Event>, limit: usize) -> Vec<Vec<Event>> {
+    let mut out: Vec<Vec<Event>> = Vec::new();
+    let mut cur: Vec<Event> = Vec::new();
+    let mut size = 0;
+    let rev_of = |e: &Event| e.kv.as_ref().map(|kv| kv.mod_revision).unwrap_or(0);
+    for e in events {
+        let len = prost::Message::encoded_len(&e);
+        let new_rev = cur.last().is_some_and(|l| rev_of(l) != rev_of(&e));
+        if new_rev && size + len > limit {
+            out.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        size += len;
+        cur.push(e);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
 
 /// What a client asked to watch.
 #[derive(Debug, Clone, Default)]
@@ -302,7 +327,10 @@ impl WatchHub {
 
     fn catch_up(&self, sid: u64, wid: i64, spec: &WatcherSpec, next_rev: i64) -> bool {
         let compacted = self.store.compact_revision();
-        let current = self.store.current_revision();
+        // Never past what `notify` has been told: a revision committed to the store but not yet notified
+        // must not be delivered ahead of it, or a progress response could fall below a delivered event.
+        let notified_now = self.lock().notified_rev;
+        let current = self.store.current_revision().min(notified_now);
         if next_rev < compacted {
             let resp = WatchResponse {
                 header: header(current),
@@ -345,10 +373,22 @@ impl WatchHub {
         if w.synced || w.next_rev != next_rev {
             return false;
         }
-        if !selected.is_empty() {
-            let resp = WatchResponse { header: header(covered), watch_id: wid, events: selected, ..Default::default() };
+        // Bounded responses (a revision is never split): a watcher far behind does not get one huge message.
+        let chunks = chunk_by_revision(selected, MAX_RESPONSE_BYTES);
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let first_rev = chunk.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).unwrap_or(covered);
+            let last = i + 1 == n;
+            let rev = if last {
+                covered
+            } else {
+                chunk.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).unwrap_or(covered)
+            };
+            let resp = WatchResponse { header: header(rev), watch_id: wid, events: chunk, ..Default::default() };
             if s.tx.try_send(resp).is_err() {
-                return false; // still full; retry on a later pass
+                // Full: resume from the first revision not sent, on a later pass.
+                w.next_rev = w.next_rev.max(first_rev);
+                return true;
             }
             w.last_sent = Instant::now();
         }
@@ -377,5 +417,34 @@ impl WatchHub {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftcd_proto::mvccpb::KeyValue;
+
+    fn ev(rev: i64, size: usize) -> Event {
+        Event {
+            kv: Some(KeyValue { key: b"k".to_vec(), mod_revision: rev, value: vec![0; size], ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chunks_keep_revisions_whole_and_bounded() {
+        let events = vec![ev(1, 400), ev(1, 400), ev(2, 400), ev(3, 2000), ev(4, 10)];
+        let chunks = chunk_by_revision(events.clone(), 1000);
+        let flat: Vec<Event> = chunks.iter().flatten().cloned().collect();
+        assert_eq!(flat, events);
+        for c in &chunks {
+            let revs: Vec<i64> = c.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+            assert!(revs.windows(2).all(|w| w[0] <= w[1]));
+        }
+        // revision 1 (two events) stays together; revision 3 is alone and over the limit
+        assert_eq!(chunks[0].len(), 2);
+        assert!(chunks.iter().any(|c| c.len() == 1 && c[0].kv.as_ref().unwrap().mod_revision == 3));
+        assert!(chunk_by_revision(vec![], 10).is_empty());
     }
 }
