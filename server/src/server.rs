@@ -396,6 +396,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         _ = wait_for_signal() => tracing::info!("shutting down"),
         _ = removed_rx.wait_for(|r| *r) => tracing::warn!("this member was removed from the cluster; shutting down"),
     }
+    hand_over_leadership(&ctx).await;
     let _ = shutdown_tx.send(true);
     // Give in-flight requests a moment; long-lived streams (watches, peers) do not hold up the exit.
     for s in servers {
@@ -461,5 +462,31 @@ async fn publish_attributes(ctx: Arc<Ctx>, name: String, client_urls: Vec<String
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// As etcd on a graceful stop: a leader first hands leadership to the most caught-up voter, so a rolling
+/// restart costs no election timeout.
+async fn hand_over_leadership(ctx: &Ctx) {
+    let st = ctx.raft.status();
+    if !st.is_leader() {
+        return;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if ctx.raft.send(Input::Progress(tx)).await.is_err() {
+        return;
+    }
+    let Ok((_, progress)) = rx.await else { return };
+    let voters: Vec<u64> = ctx.members.list().iter().filter(|m| !m.is_learner && m.id != st.id).map(|m| m.id).collect();
+    let Some((target, _)) = progress.iter().filter(|(id, _)| voters.contains(id)).max_by_key(|(_, matched)| *matched) else {
+        return;
+    };
+    tracing::info!(to = %format!("{target:x}"), "handing over leadership before stopping");
+    if ctx.raft.send(Input::TransferLeader(*target)).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while st.is_leader() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
