@@ -10,10 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "internal/peer.proto",
         "grpc/health.proto",
     ];
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_protos(&protos, &["."])?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(&protos, &["."])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -41,7 +41,9 @@ impl tonic::transport::server::Connected for Conn {
                 let (tcp, session) = s.get_ref();
                 ConnInfo {
                     remote: tcp.peer_addr().ok(),
-                    peer_certs: session.peer_certificates().map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())),
+                    peer_certs: session
+                        .peer_certificates()
+                        .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())),
                 }
             }
         }

@@ -105,9 +105,7 @@ fn bootstrap_new(cfg: &Config, storage: &mut RaftStorage) -> Result<Identity> {
         entries.push(e);
     }
     storage.append(&entries)?;
-    let mut hs = HardState::default();
-    hs.term = 1;
-    hs.commit = entries.len() as u64;
+    let hs = HardState { term: 1, commit: entries.len() as u64, ..Default::default() };
     storage.set_hard_state(&hs)?;
     tracing::info!(member_id = %format!("{:x}", ident.member_id), cluster_id = %format!("{:x}", ident.cluster_id), members = ids.len(), "bootstrapping a new cluster");
     Ok(ident)
@@ -132,7 +130,8 @@ async fn identity(
                 .into_iter()
                 .flat_map(|(_, urls)| urls)
                 .collect();
-            let (cluster_id, member_id) = crate::peer::join::discover(&all, &cfg.advertise_peer_urls(), peer_tls).await?;
+            let (cluster_id, member_id) =
+                crate::peer::join::discover(&all, &cfg.advertise_peer_urls(), peer_tls).await?;
             tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), "joining an existing cluster");
             Identity { member_id, cluster_id }
         }
@@ -478,7 +477,8 @@ async fn hand_over_leadership(ctx: &Ctx) {
     }
     let Ok((_, progress)) = rx.await else { return };
     let voters: Vec<u64> = ctx.members.list().iter().filter(|m| !m.is_learner && m.id != st.id).map(|m| m.id).collect();
-    let Some((target, _)) = progress.iter().filter(|(id, _)| voters.contains(id)).max_by_key(|(_, matched)| *matched) else {
+    let Some((target, _)) = progress.iter().filter(|(id, _)| voters.contains(id)).max_by_key(|(_, matched)| *matched)
+    else {
         return;
     };
     tracing::info!(to = %format!("{target:x}"), "handing over leadership before stopping");

@@ -85,7 +85,8 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig> {
         for c in load_certs(ca)? {
             roots.add(c).map_err(tls_err)?;
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(tls_err)?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(tls_err)?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
@@ -209,6 +210,24 @@ pub fn peer_client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTl
     Ok(cfg.identity(tonic::transport::Identity::from_pem(cert, key)))
 }
 
+/// A tonic endpoint for `url`, with TLS when the URL is https.
+pub fn endpoint(url: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<tonic::transport::Endpoint> {
+    let mut ep = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| Error::InvalidArgument(format!("invalid URL {url}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        let cfg = tls.cloned().unwrap_or_default();
+        ep = ep.tls_config(cfg).map_err(tls_err)?;
+    }
+    Ok(ep)
+}
+
+/// A client TLS config from our own certificate files (for member-to-member calls on client URLs).
+pub fn client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig> {
+    peer_client_config(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +267,8 @@ mod tests {
     fn rotation_reloads_changed_files() {
         let dir = tempfile::tempdir().unwrap();
         generate_ca_and_certs(dir.path(), &[("a".into(), vec!["localhost".into()])]).unwrap();
-        let files = TlsFiles { cert: dir.path().join("a.pem"), key: dir.path().join("a-key.pem"), ..Default::default() };
+        let files =
+            TlsFiles { cert: dir.path().join("a.pem"), key: dir.path().join("a-key.pem"), ..Default::default() };
         let acc = ReloadingAcceptor::new(files).unwrap();
         let before = acc.current.lock().unwrap().1.clone();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -256,22 +276,4 @@ mod tests {
         let _ = acc.acceptor();
         assert_ne!(acc.current.lock().unwrap().1, before);
     }
-}
-
-/// A tonic endpoint for `url`, with TLS when the URL is https.
-pub fn endpoint(url: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<tonic::transport::Endpoint> {
-    let mut ep = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| Error::InvalidArgument(format!("invalid URL {url}: {e}")))?
-        .connect_timeout(std::time::Duration::from_secs(1))
-        .tcp_nodelay(true);
-    if url.starts_with("https://") {
-        let cfg = tls.cloned().unwrap_or_default();
-        ep = ep.tls_config(cfg).map_err(tls_err)?;
-    }
-    Ok(ep)
-}
-
-/// A client TLS config from our own certificate files (for member-to-member calls on client URLs).
-pub fn client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig> {
-    peer_client_config(files)
 }

@@ -14,11 +14,7 @@ pub async fn connect(endpoint: &str) -> etcd_client::Client {
     while start.elapsed() < Duration::from_secs(20) {
         match etcd_client::Client::connect([url.as_str()], None).await {
             Ok(mut c) => {
-                let probe = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    c.get("raftcd-tests/ready-probe", None),
-                )
-                .await;
+                let probe = tokio::time::timeout(Duration::from_secs(3), c.get("raftcd-tests/ready-probe", None)).await;
                 match probe {
                     Ok(Ok(_)) => return c,
                     Ok(Err(e)) => last_err = e.to_string(),
@@ -36,31 +32,20 @@ pub async fn connect(endpoint: &str) -> etcd_client::Client {
 /// `None` for transport or client-side errors.
 pub fn grpc_status(err: &etcd_client::Error) -> Option<(String, String)> {
     match err {
-        etcd_client::Error::GRpcStatus(s) => {
-            Some((format!("{:?}", s.code()), s.message().to_string()))
-        }
+        etcd_client::Error::GRpcStatus(s) => Some((format!("{:?}", s.code()), s.message().to_string())),
         _ => None,
     }
 }
 
 /// Asserts that `res` failed with gRPC `code` (its name, as `tonic::Code`'s Debug prints it) and exactly `message`.
 #[track_caller]
-pub fn assert_grpc_err<T: std::fmt::Debug>(
-    res: Result<T, etcd_client::Error>,
-    code: &str,
-    message: &str,
-) {
+pub fn assert_grpc_err<T: std::fmt::Debug>(res: Result<T, etcd_client::Error>, code: &str, message: &str) {
     match res {
         Ok(v) => panic!("expected {code} {message:?}, got a success: {v:?}"),
         Err(e) => {
-            let got = grpc_status(&e).unwrap_or_else(|| {
-                panic!("expected {code} {message:?}, got a non-gRPC error: {e}")
-            });
-            assert_eq!(
-                (got.0.as_str(), got.1.as_str()),
-                (code, message),
-                "wrong error"
-            );
+            let got =
+                grpc_status(&e).unwrap_or_else(|| panic!("expected {code} {message:?}, got a non-gRPC error: {e}"));
+            assert_eq!((got.0.as_str(), got.1.as_str()), (code, message), "wrong error");
         }
     }
 }
@@ -74,11 +59,8 @@ pub fn etcdctl_path() -> Option<PathBuf> {
     if default.exists() {
         return Some(default);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("etcdctl"))
-            .find(|p| p.exists())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("etcdctl")).find(|p| p.exists()))
 }
 
 /// True when a test may skip because an external tool is missing (`RAFTCD_ALLOW_SKIP=1`); otherwise tests

@@ -55,30 +55,18 @@ async fn writer(mut c: Client, cycle: usize, w: usize, stop: Arc<AtomicBool>) ->
     for i in 0.. {
         let base = format!("crash/c{cycle}/w{w}/{i:06}");
         let value = format!("value-{cycle}-{w}-{i}-{tag:08x}");
-        let keys = if i % 2 == 0 {
-            vec![base.clone()]
-        } else {
-            vec![format!("{base}/a"), format!("{base}/b")]
-        };
+        let keys = if i % 2 == 0 { vec![base.clone()] } else { vec![format!("{base}/a"), format!("{base}/b")] };
         // Record the write before sending it, so one in flight at the kill is known as "unknown outcome".
-        h.writes.push(Write {
-            keys: keys.clone(),
-            value: value.clone(),
-            acked_rev: None,
-        });
+        h.writes.push(Write { keys: keys.clone(), value: value.clone(), acked_rev: None });
         let limit = Duration::from_secs(10);
         let res = if keys.len() == 1 {
             tokio::time::timeout(limit, c.put(keys[0].clone(), value, None))
                 .await
                 .map(|r| r.map(|r| rev_of(r.header())))
         } else {
-            let txn = Txn::new().and_then([
-                TxnOp::put(keys[0].clone(), value.clone(), None),
-                TxnOp::put(keys[1].clone(), value, None),
-            ]);
-            tokio::time::timeout(limit, c.txn(txn))
-                .await
-                .map(|r| r.map(|r| rev_of(r.header())))
+            let txn = Txn::new()
+                .and_then([TxnOp::put(keys[0].clone(), value.clone(), None), TxnOp::put(keys[1].clone(), value, None)]);
+            tokio::time::timeout(limit, c.txn(txn)).await.map(|r| r.map(|r| rev_of(r.header())))
         };
         let stopping = stop.load(Ordering::SeqCst);
         match res {
@@ -103,23 +91,14 @@ async fn writer(mut c: Client, cycle: usize, w: usize, stop: Arc<AtomicBool>) ->
 
 /// Reads every key under `crash/` as key -> (value, mod_revision), and the header revision.
 async fn read_all(c: &mut Client) -> (BTreeMap<String, (String, i64)>, i64) {
-    let r = c
-        .get("crash/", Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("range crash/");
+    let r = c.get("crash/", Some(GetOptions::new().with_prefix())).await.expect("range crash/");
     let rev = r.header().expect("header").revision();
     let map = r
         .kvs()
         .iter()
         .map(|kv| {
             let k = String::from_utf8_lossy(kv.key()).into_owned();
-            (
-                k,
-                (
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                    kv.mod_revision(),
-                ),
-            )
+            (k, (String::from_utf8_lossy(kv.value()).into_owned(), kv.mod_revision()))
         })
         .collect();
     (map, rev)
@@ -140,9 +119,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let c = connect(&p.endpoint()).await;
         step!("cycle {cycle}: {WRITERS} writers start");
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks: Vec<_> = (0..WRITERS)
-            .map(|w| tokio::spawn(writer(c.clone(), cycle, w, stop.clone())))
-            .collect();
+        let tasks: Vec<_> = (0..WRITERS).map(|w| tokio::spawn(writer(c.clone(), cycle, w, stop.clone()))).collect();
         let load_ms = rand::rng().random_range(1000..2000);
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
         step!("cycle {cycle}: kill -9 after {load_ms} ms");
@@ -151,12 +128,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let mut acked = 0;
         for t in tasks {
             let h = t.await.expect("writer task");
-            assert!(
-                h.early_errors.is_empty(),
-                "writes failed before the kill: {:?}\n{}",
-                h.early_errors,
-                p.log()
-            );
+            assert!(h.early_errors.is_empty(), "writes failed before the kill: {:?}\n{}", h.early_errors, p.log());
             if !h.slow.is_empty() {
                 eprintln!(
                     "    writer: {} requests timed out before the kill (unknown outcome): {:?}",
@@ -179,10 +151,7 @@ async fn acknowledged_writes_survive_kill_9() {
         tokio::task::block_in_place(|| p.restart());
         let mut c = connect(&p.endpoint()).await;
         let (store, rev) = read_all(&mut c).await;
-        step!(
-            "cycle {cycle}: revision after restart {rev}, {} keys",
-            store.len()
-        );
+        step!("cycle {cycle}: revision after restart {rev}, {} keys", store.len());
 
         step!("cycle {cycle}: every acked write is present with its value and revision");
         let mut lost = Vec::new();
@@ -192,10 +161,7 @@ async fn acknowledged_writes_survive_kill_9() {
                 Some(ack) => {
                     for (k, got) in wr.keys.iter().zip(&present) {
                         if *got != Some(&(wr.value.clone(), ack)) {
-                            lost.push(format!(
-                                "{k}: acked at {ack} with {:?}, found {got:?}",
-                                wr.value
-                            ));
+                            lost.push(format!("{k}: acked at {ack} with {:?}, found {got:?}", wr.value));
                         }
                     }
                 }
@@ -208,11 +174,7 @@ async fn acknowledged_writes_survive_kill_9() {
                         wr.keys
                     );
                     for g in present.iter().flatten() {
-                        assert_eq!(
-                            g.0, wr.value,
-                            "unknown-outcome write {:?} has a foreign value",
-                            wr.keys
-                        );
+                        assert_eq!(g.0, wr.value, "unknown-outcome write {:?} has a foreign value", wr.keys);
                     }
                 }
             }
@@ -225,30 +187,15 @@ async fn acknowledged_writes_survive_kill_9() {
         );
 
         step!("cycle {cycle}: the revision did not go backwards ({rev} >= ack {max_ack_rev}, >= seen {last_seen_rev})");
-        assert!(
-            rev >= max_ack_rev,
-            "revision {rev} after restart is below acked revision {max_ack_rev}"
-        );
-        assert!(
-            rev >= last_seen_rev,
-            "revision {rev} after restart is below an earlier observed {last_seen_rev}"
-        );
-        let no_extra = store
-            .keys()
-            .all(|k| all.iter().any(|w| w.keys.contains(k)) || k.starts_with("crash/after/"));
+        assert!(rev >= max_ack_rev, "revision {rev} after restart is below acked revision {max_ack_rev}");
+        assert!(rev >= last_seen_rev, "revision {rev} after restart is below an earlier observed {last_seen_rev}");
+        let no_extra = store.keys().all(|k| all.iter().any(|w| w.keys.contains(k)) || k.starts_with("crash/after/"));
         assert!(no_extra, "keys nobody wrote appeared");
 
         step!("cycle {cycle}: new writes work and get higher revisions");
-        let r = c
-            .put(format!("crash/after/{cycle}"), "ok", None)
-            .await
-            .expect("put after restart");
+        let r = c.put(format!("crash/after/{cycle}"), "ok", None).await.expect("put after restart");
         let new_rev = r.header().expect("header").revision();
-        assert_eq!(
-            new_rev,
-            rev + 1,
-            "a put after restart must take the next revision"
-        );
+        assert_eq!(new_rev, rev + 1, "a put after restart must take the next revision");
         let t = c
             .txn(Txn::new().and_then([TxnOp::put(format!("crash/after/{cycle}/t"), "ok", None)]))
             .await
@@ -256,8 +203,5 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!(t.header().expect("header").revision(), rev + 2);
         last_seen_rev = rev + 2;
     }
-    step!(
-        "done: {} writes issued over {CYCLES} kill cycles",
-        all.len()
-    );
+    step!("done: {} writes issued over {CYCLES} kill cycles", all.len());
 }

@@ -35,10 +35,7 @@ impl Ctl {
     /// allowed.
     fn start(test: &str) -> Option<Ctl> {
         let Some(bin) = etcdctl_path().filter(|p| p.exists()) else {
-            assert!(
-                skip_allowed(),
-                "etcdctl not found (install etcd-client, or set RAFTCD_ALLOW_SKIP=1 to skip)"
-            );
+            assert!(skip_allowed(), "etcdctl not found (install etcd-client, or set RAFTCD_ALLOW_SKIP=1 to skip)");
             eprintln!("skipped {test}: etcdctl not found and RAFTCD_ALLOW_SKIP=1");
             return None;
         };
@@ -51,11 +48,7 @@ impl Ctl {
             if o.ok {
                 break;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "raftcd not ready for etcdctl: {}",
-                o.stderr
-            );
+            assert!(start.elapsed() < Duration::from_secs(20), "raftcd not ready for etcdctl: {}", o.stderr);
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(ctl)
@@ -65,30 +58,14 @@ impl Ctl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Out {
         let mut cmd = Command::new(&self.bin);
         cmd.env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &self.p.endpoint(),
-                "--dial-timeout",
-                "3s",
-                "--command-timeout",
-                "10s",
-            ])
+            .args(["--endpoints", &self.p.endpoint(), "--dial-timeout", "3s", "--command-timeout", "10s"])
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run etcdctl");
         if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write etcdctl stdin");
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write etcdctl stdin");
         }
         let o = child.wait_with_output().expect("etcdctl output");
         Out {
@@ -102,11 +79,7 @@ impl Ctl {
     #[track_caller]
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args, None);
-        assert!(
-            o.ok,
-            "etcdctl {args:?} failed:\nstdout: {}\nstderr: {}",
-            o.stdout, o.stderr
-        );
+        assert!(o.ok, "etcdctl {args:?} failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
         o.stdout
     }
 
@@ -116,21 +89,15 @@ impl Ctl {
         let mut all = args.to_vec();
         all.extend(["-w", "json"]);
         let out = self.ok(&all);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("etcdctl {all:?} printed invalid JSON ({e}): {out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("etcdctl {all:?} printed invalid JSON ({e}): {out}"))
     }
 
     /// Runs `etcdctl txn -w json` with `script` on stdin.
     #[track_caller]
     fn txn(&self, script: &str) -> Value {
         let o = self.run(&["txn", "-w", "json"], Some(script));
-        assert!(
-            o.ok,
-            "etcdctl txn failed:\nscript:\n{script}\nstdout: {}\nstderr: {}",
-            o.stdout, o.stderr
-        );
-        serde_json::from_str(&o.stdout)
-            .unwrap_or_else(|e| panic!("txn printed invalid JSON ({e}): {}", o.stdout))
+        assert!(o.ok, "etcdctl txn failed:\nscript:\n{script}\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("txn printed invalid JSON ({e}): {}", o.stdout))
     }
 }
 
@@ -146,9 +113,7 @@ fn int(v: &Value, path: &str) -> u64 {
     }
     match cur {
         Value::Null => 0,
-        Value::Number(n) => n
-            .as_u64()
-            .unwrap_or_else(|| panic!("{path} = {n} is not a non-negative integer")),
+        Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("{path} = {n} is not a non-negative integer")),
         other => panic!("{path} is not a number: {other} in {v}"),
     }
 }
@@ -158,12 +123,9 @@ fn int(v: &Value, path: &str) -> u64 {
 fn b64(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .expect("base64"),
-        )
-        .expect("utf8"),
+        Value::String(s) => {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).expect("base64")).expect("utf8")
+        }
         other => panic!("not a base64 string: {other}"),
     }
 }
@@ -181,10 +143,7 @@ fn kv(v: &Value) -> (String, String, u64, u64, u64, u64) {
 }
 
 fn kvs(v: &Value) -> Vec<(String, String, u64, u64, u64, u64)> {
-    v["kvs"]
-        .as_array()
-        .map(|a| a.iter().map(kv).collect())
-        .unwrap_or_default()
+    v["kvs"].as_array().map(|a| a.iter().map(kv).collect()).unwrap_or_default()
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -197,11 +156,7 @@ fn check_header(v: &Value, revision: u64) -> (u64, u64) {
     let (cid, mid) = (int(v, "header.cluster_id"), int(v, "header.member_id"));
     assert!(cid != 0 && mid != 0, "header ids must be non-zero: {v}");
     assert!(int(v, "header.raft_term") > 0, "raft_term: {v}");
-    assert_eq!(
-        int(v, "header.revision"),
-        revision,
-        "header revision in {v}"
-    );
+    assert_eq!(int(v, "header.revision"), revision, "header revision in {v}");
     (cid, mid)
 }
 
@@ -229,13 +184,7 @@ fn etcdctl_put_get_del() {
     let v = ctl.json(&["get", "foo"]);
     assert_eq!(check_header(&v, 7), (cid, mid));
     assert_eq!(kvs(&v), vec![("foo".into(), "bar2".into(), 2, 3, 2, 0)]);
-    assert_eq!(
-        (
-            int(&v, "count"),
-            v.get("more").and_then(Value::as_bool).unwrap_or(false)
-        ),
-        (1, false)
-    );
+    assert_eq!((int(&v, "count"), v.get("more").and_then(Value::as_bool).unwrap_or(false)), (1, false));
 
     step!("get --prefix p/");
     let v = ctl.json(&["get", "--prefix", "p/"]);
@@ -251,34 +200,19 @@ fn etcdctl_put_get_del() {
     assert_eq!(int(&v, "count"), 3);
     step!("get --prefix p/ --limit 2: more, count 3");
     let v = ctl.json(&["get", "--prefix", "p/", "--limit", "2"]);
-    assert_eq!(
-        (keys(&v), v["more"].as_bool(), int(&v, "count")),
-        (vec!["p/1".into(), "p/2".into()], Some(true), 3)
-    );
+    assert_eq!((keys(&v), v["more"].as_bool(), int(&v, "count")), (vec!["p/1".into(), "p/2".into()], Some(true), 3));
     step!("get --prefix p/ --sort-by=MODIFY --order=DESCEND");
-    let v = ctl.json(&[
-        "get",
-        "--prefix",
-        "p/",
-        "--sort-by=MODIFY",
-        "--order=DESCEND",
-    ]);
+    let v = ctl.json(&["get", "--prefix", "p/", "--sort-by=MODIFY", "--order=DESCEND"]);
     assert_eq!(keys(&v), ["p/3", "p/2", "p/1"]);
     step!("get --prefix p/ --keys-only");
     let v = ctl.json(&["get", "--prefix", "p/", "--keys-only"]);
     assert_eq!(keys(&v), ["p/1", "p/2", "p/3"]);
-    assert!(
-        kvs(&v).iter().all(|k| k.1.is_empty()),
-        "keys-only returned values: {v}"
-    );
+    assert!(kvs(&v).iter().all(|k| k.1.is_empty()), "keys-only returned values: {v}");
     // etcdctl 3.4 has no --count-only (3.5 added it); count_only is covered by kv.rs and differential.rs.
 
     step!("get --from-key p/2");
     let v = ctl.json(&["get", "--from-key", "p/2"]);
-    assert_eq!(
-        (keys(&v), int(&v, "count")),
-        (vec!["p/2".into(), "p/3".into(), "q".into()], 3)
-    );
+    assert_eq!((keys(&v), int(&v, "count")), (vec!["p/2".into(), "p/3".into(), "q".into()], 3));
     step!("get --from-key '' (everything)");
     let v = ctl.json(&["get", "--from-key", ""]);
     assert_eq!(keys(&v), ["foo", "p/1", "p/2", "p/3", "q"]);
@@ -286,25 +220,12 @@ fn etcdctl_put_get_del() {
     step!("get foo --rev 2: the first value; the header still says 7");
     let v = ctl.json(&["get", "foo", "--rev", "2"]);
     assert_eq!(kvs(&v), vec![("foo".into(), "bar".into(), 2, 2, 1, 0)]);
-    assert_eq!(
-        int(&v, "header.revision"),
-        7,
-        "a historical read reports the current revision: {v}"
-    );
+    assert_eq!(int(&v, "header.revision"), 7, "a historical read reports the current revision: {v}");
     step!("get --prefix p/ --rev 5: p/1, p/2");
-    assert_eq!(
-        keys(&ctl.json(&["get", "--prefix", "p/", "--rev", "5"])),
-        ["p/1", "p/2"]
-    );
+    assert_eq!(keys(&ctl.json(&["get", "--prefix", "p/", "--rev", "5"])), ["p/1", "p/2"]);
     step!("get foo --rev 99: future revision error");
     let o = ctl.run(&["get", "foo", "--rev", "99"], None);
-    assert!(
-        !o.ok
-            && o.stderr
-                .contains("etcdserver: mvcc: required revision is a future revision"),
-        "{}",
-        o.stderr
-    );
+    assert!(!o.ok && o.stderr.contains("etcdserver: mvcc: required revision is a future revision"), "{}", o.stderr);
 
     step!("del missing -> 0; del foo -> 1");
     assert_eq!(ctl.ok(&["del", "missing"]), "0\n");
@@ -313,16 +234,9 @@ fn etcdctl_put_get_del() {
     let v = ctl.json(&["del", "--prefix", "p/", "--prev-kv"]);
     check_header(&v, 9);
     assert_eq!(int(&v, "deleted"), 3);
-    let prev: Vec<_> = v["prev_kvs"]
-        .as_array()
-        .expect("prev_kvs")
-        .iter()
-        .map(kv)
-        .collect();
+    let prev: Vec<_> = v["prev_kvs"].as_array().expect("prev_kvs").iter().map(kv).collect();
     assert_eq!(
-        prev.iter()
-            .map(|k| (k.0.as_str(), k.1.as_str()))
-            .collect::<Vec<_>>(),
+        prev.iter().map(|k| (k.0.as_str(), k.1.as_str())).collect::<Vec<_>>(),
         [("p/1", "val-p/1"), ("p/2", "val-p/2"), ("p/3", "val-p/3")]
     );
     assert_eq!(keys(&ctl.json(&["get", "--from-key", ""])), ["q"]);
@@ -361,16 +275,10 @@ fn etcdctl_txn_and_compaction() {
     assert_eq!(rs.len(), 4, "{v}");
     assert_eq!(int(&rs[0]["Response"]["ResponsePut"], "header.revision"), 3);
     assert_eq!(int(&rs[2]["Response"]["ResponseDeleteRange"], "deleted"), 0);
-    assert_eq!(
-        kvs(&rs[3]["Response"]["ResponseRange"]),
-        vec![("k".into(), "v2".into(), 2, 3, 2, 0)]
-    );
+    assert_eq!(kvs(&rs[3]["Response"]["ResponseRange"]), vec![("k".into(), "v2".into(), 2, 3, 2, 0)]);
 
     step!("txn simple output");
-    let o = ctl.run(
-        &["txn"],
-        Some("value(\"k\") = \"nope\"\n\nput k x\n\nget k\n\n"),
-    );
+    let o = ctl.run(&["txn"], Some("value(\"k\") = \"nope\"\n\nput k x\n\nget k\n\n"));
     assert!(o.ok, "{}", o.stderr);
     assert_eq!(o.stdout, "FAILURE\n\nk\nv2\n");
 
@@ -378,55 +286,21 @@ fn etcdctl_txn_and_compaction() {
     assert_eq!(ctl.ok(&["compaction", "2"]), "compacted revision 2\n");
     step!("get k --rev 1: compacted");
     let o = ctl.run(&["get", "k", "--rev", "1"], None);
-    assert!(
-        !o.ok
-            && o.stderr
-                .contains("etcdserver: mvcc: required revision has been compacted"),
-        "{}",
-        o.stderr
-    );
-    assert_eq!(
-        kvs(&ctl.json(&["get", "k", "--rev", "2"])),
-        vec![("k".into(), "v1".into(), 2, 2, 1, 0)]
-    );
+    assert!(!o.ok && o.stderr.contains("etcdserver: mvcc: required revision has been compacted"), "{}", o.stderr);
+    assert_eq!(kvs(&ctl.json(&["get", "k", "--rev", "2"])), vec![("k".into(), "v1".into(), 2, 2, 1, 0)]);
     step!("compaction 3 --physical");
-    assert_eq!(
-        ctl.ok(&["compaction", "3", "--physical"]),
-        "compacted revision 3\n"
-    );
+    assert_eq!(ctl.ok(&["compaction", "3", "--physical"]), "compacted revision 3\n");
     let o = ctl.run(&["get", "k", "--rev", "2"], None);
-    assert!(
-        !o.ok && o.stderr.contains("required revision has been compacted"),
-        "{}",
-        o.stderr
-    );
+    assert!(!o.ok && o.stderr.contains("required revision has been compacted"), "{}", o.stderr);
     step!("compaction 2 again: compacted; compaction 99: future");
     let o = ctl.run(&["compaction", "2"], None);
-    assert!(
-        !o.ok
-            && o.stderr
-                .contains("etcdserver: mvcc: required revision has been compacted"),
-        "{}",
-        o.stderr
-    );
+    assert!(!o.ok && o.stderr.contains("etcdserver: mvcc: required revision has been compacted"), "{}", o.stderr);
     let o = ctl.run(&["compaction", "99"], None);
-    assert!(
-        !o.ok
-            && o.stderr
-                .contains("etcdserver: mvcc: required revision is a future revision"),
-        "{}",
-        o.stderr
-    );
+    assert!(!o.ok && o.stderr.contains("etcdserver: mvcc: required revision is a future revision"), "{}", o.stderr);
     step!("data intact");
     let v = ctl.json(&["get", "--from-key", ""]);
     check_header(&v, 3);
-    assert_eq!(
-        kvs(&v),
-        vec![
-            ("j".into(), "x".into(), 3, 3, 1, 0),
-            ("k".into(), "v2".into(), 2, 3, 2, 0)
-        ]
-    );
+    assert_eq!(kvs(&v), vec![("j".into(), "x".into(), 3, 3, 1, 0), ("k".into(), "v2".into(), 2, 3, 2, 0)]);
 }
 
 /// Scenario: etcdctl endpoint status / endpoint health / member list against raftcd: the member is its own
@@ -446,45 +320,23 @@ fn etcdctl_endpoint_status_and_member_list() {
     let st = &arr[0]["Status"];
     let (_cid, mid) = check_header(st, 2);
     let version = st["version"].as_str().expect("version");
-    let parts: Vec<u64> = version
-        .split(['.', '-'])
-        .take(3)
-        .map(|p| p.parse().expect("numeric version"))
-        .collect();
-    assert!(
-        parts.len() == 3 && (parts[0], parts[1], parts[2]) >= (3, 5, 13),
-        "version {version} < 3.5.13"
-    );
+    let parts: Vec<u64> = version.split(['.', '-']).take(3).map(|p| p.parse().expect("numeric version")).collect();
+    assert!(parts.len() == 3 && (parts[0], parts[1], parts[2]) >= (3, 5, 13), "version {version} < 3.5.13");
     assert_eq!(int(st, "leader"), mid, "leader is this member: {st}");
-    assert!(
-        int(st, "raftIndex") > 0 && int(st, "raftAppliedIndex") > 0 && int(st, "raftTerm") > 0,
-        "{st}"
-    );
+    assert!(int(st, "raftIndex") > 0 && int(st, "raftAppliedIndex") > 0 && int(st, "raftTerm") > 0, "{st}");
     assert!(int(st, "raftAppliedIndex") <= int(st, "raftIndex"), "{st}");
     assert!(int(st, "dbSize") > 0, "{st}");
-    assert!(
-        st.get("errors")
-            .is_none_or(|e| e.as_array().is_none_or(|a| a.is_empty())),
-        "{st}"
-    );
+    assert!(st.get("errors").is_none_or(|e| e.as_array().is_none_or(|a| a.is_empty())), "{st}");
     assert!(!st["isLearner"].as_bool().unwrap_or(false));
 
     step!("endpoint status (table) mentions the endpoint and the version");
     let out = ctl.ok(&["endpoint", "status"]);
-    assert!(
-        out.contains(&ctl.p.endpoint()) && out.contains(version),
-        "{out}"
-    );
+    assert!(out.contains(&ctl.p.endpoint()) && out.contains(version), "{out}");
 
     step!("endpoint health");
     let o = ctl.run(&["endpoint", "health"], None);
     assert!(o.ok, "{}", o.stderr);
-    assert!(
-        format!("{}{}", o.stdout, o.stderr).contains("is healthy"),
-        "{}{}",
-        o.stdout,
-        o.stderr
-    );
+    assert!(format!("{}{}", o.stdout, o.stderr).contains("is healthy"), "{}{}", o.stdout, o.stderr);
 
     step!("member list -w json");
     let v = ctl.json(&["member", "list"]);
@@ -496,10 +348,7 @@ fn etcdctl_endpoint_status_and_member_list() {
     assert_eq!(int(m, "ID"), mid);
     assert_eq!(m["name"].as_str(), Some(ctl.p.member.name.as_str()));
     assert_eq!(m["peerURLs"], serde_json::json!([ctl.p.member.peer_url()]));
-    assert_eq!(
-        m["clientURLs"],
-        serde_json::json!([ctl.p.member.client_url()])
-    );
+    assert_eq!(m["clientURLs"], serde_json::json!([ctl.p.member.client_url()]));
     assert!(!m["isLearner"].as_bool().unwrap_or(false));
     step!("member list (simple): id, started, name, peer and client URLs");
     let out = ctl.ok(&["member", "list"]);

@@ -9,9 +9,8 @@
 
 use anyhow::Result;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse,
-    KeyValue, PutOptions, ResponseHeader, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
-    TxnResponse,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, PutOptions,
+    ResponseHeader, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use raftcd_tests::client::{assert_grpc_err, connect};
 use raftcd_tests::{step, EtcdProcess, RaftcdProcess};
@@ -39,21 +38,11 @@ impl Fixture {
         if against_etcd() {
             let etcd = EtcdProcess::start_with_args(extra);
             let client = connect(&etcd.endpoint()).await;
-            return Fixture {
-                raftcd: None,
-                _etcd: Some(etcd),
-                _dir: dir,
-                client,
-            };
+            return Fixture { raftcd: None, _etcd: Some(etcd), _dir: dir, client };
         }
         let p = RaftcdProcess::start_single(dir.path(), extra);
         let client = connect(&p.endpoint()).await;
-        Fixture {
-            raftcd: Some(p),
-            _etcd: None,
-            _dir: dir,
-            client,
-        }
+        Fixture { raftcd: Some(p), _etcd: None, _dir: dir, client }
     }
 
     fn raftcd(&mut self) -> &mut RaftcdProcess {
@@ -117,11 +106,7 @@ async fn revision_starts_at_one_and_counts_write_requests() -> Result<()> {
 
     step!("a txn with three writes adds exactly one revision, shared by all its writes");
     let t = c
-        .txn(Txn::new().and_then([
-            TxnOp::put("a", "1", None),
-            TxnOp::put("b", "2", None),
-            TxnOp::delete("k", None),
-        ]))
+        .txn(Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("b", "2", None), TxnOp::delete("k", None)]))
         .await?;
     assert!(t.succeeded());
     assert_eq!(hrev(t.header()), 4);
@@ -130,18 +115,12 @@ async fn revision_starts_at_one_and_counts_write_requests() -> Result<()> {
     assert!(get_one(&mut c, "k").await?.is_none());
 
     step!("a read-only txn adds none and reports the current revision");
-    let t = c
-        .txn(Txn::new().and_then([TxnOp::get("a", None), TxnOp::get("b", None)]))
-        .await?;
+    let t = c.txn(Txn::new().and_then([TxnOp::get("a", None), TxnOp::get("b", None)])).await?;
     assert_eq!(hrev(t.header()), 4);
 
     step!("a txn whose compare fails and whose else-branch is empty adds none");
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::value("a", CompareOp::Equal, "nope")])
-                .and_then([TxnOp::put("a", "x", None)]),
-        )
+        .txn(Txn::new().when([Compare::value("a", CompareOp::Equal, "nope")]).and_then([TxnOp::put("a", "x", None)]))
         .await?;
     assert!(!t.succeeded());
     assert!(t.op_responses().is_empty());
@@ -150,15 +129,11 @@ async fn revision_starts_at_one_and_counts_write_requests() -> Result<()> {
     step!("deletes that match nothing add none");
     let d = c.delete("missing", None).await?;
     assert_eq!((d.deleted(), hrev(d.header())), (0, 4));
-    let d = c
-        .delete("zzz/", Some(DeleteOptions::new().with_prefix()))
-        .await?;
+    let d = c.delete("zzz/", Some(DeleteOptions::new().with_prefix())).await?;
     assert_eq!((d.deleted(), hrev(d.header())), (0, 4));
 
     step!("a txn whose only write is a delete that matches nothing adds none");
-    let t = c
-        .txn(Txn::new().and_then([TxnOp::delete("missing", None)]))
-        .await?;
+    let t = c.txn(Txn::new().and_then([TxnOp::delete("missing", None)])).await?;
     assert_eq!(hrev(t.header()), 4);
 
     step!("deleting an existing key adds one");
@@ -178,10 +153,7 @@ async fn create_mod_revision_and_version_through_put_put_delete_put() -> Result<
     step!("first put creates the key at revision 2");
     c.put("k", "v1", None).await?;
     let kv = get_one(&mut c, "k").await?.unwrap();
-    assert_eq!(
-        (s(kv.value()), revs(&kv), kv.lease()),
-        ("v1".into(), (2, 2, 1), 0)
-    );
+    assert_eq!((s(kv.value()), revs(&kv), kv.lease()), ("v1".into(), (2, 2, 1), 0));
 
     step!("second put keeps create_revision, bumps mod_revision and version");
     c.put("k", "v2", None).await?;
@@ -189,9 +161,7 @@ async fn create_mod_revision_and_version_through_put_put_delete_put() -> Result<
     assert_eq!((s(kv.value()), revs(&kv)), ("v2".into(), (2, 3, 2)));
 
     step!("delete at revision 4 removes it; history is still readable");
-    let d = c
-        .delete("k", Some(DeleteOptions::new().with_prev_key()))
-        .await?;
+    let d = c.delete("k", Some(DeleteOptions::new().with_prev_key())).await?;
     assert_eq!((d.deleted(), hrev(d.header())), (1, 4));
     assert_eq!(revs(&d.prev_kvs()[0]), (2, 3, 2));
     assert!(get_one(&mut c, "k").await?.is_none());
@@ -199,13 +169,8 @@ async fn create_mod_revision_and_version_through_put_put_delete_put() -> Result<
     assert_eq!(revs(&old.kvs()[0]), (2, 3, 2));
 
     step!("put after delete starts a new generation: create = mod = 5, version 1, no prev_kv");
-    let p = c
-        .put("k", "v3", Some(PutOptions::new().with_prev_key()))
-        .await?;
-    assert!(
-        p.prev_key().is_none(),
-        "prev_kv of a re-created key must be empty"
-    );
+    let p = c.put("k", "v3", Some(PutOptions::new().with_prev_key())).await?;
+    assert!(p.prev_key().is_none(), "prev_kv of a re-created key must be empty");
     let kv = get_one(&mut c, "k").await?.unwrap();
     assert_eq!((s(kv.value()), revs(&kv)), ("v3".into(), (5, 5, 1)));
     Ok(())
@@ -231,26 +196,15 @@ async fn range_single_prefix_interval_from_key_and_all() -> Result<()> {
     for k in &all {
         c.put(k.clone(), "v", None).await?;
     }
-    let rng = |r: &GetResponse| {
-        r.kvs()
-            .iter()
-            .map(|kv| kv.key().to_vec())
-            .collect::<Vec<_>>()
-    };
+    let rng = |r: &GetResponse| r.kvs().iter().map(|kv| kv.key().to_vec()).collect::<Vec<_>>();
 
     step!("single key");
     let r = c.get("ab", None).await?;
-    assert_eq!(
-        (keys(&r), r.count(), r.more()),
-        (vec!["ab".to_string()], 1, false)
-    );
+    assert_eq!((keys(&r), r.count(), r.more()), (vec!["ab".to_string()], 1, false));
 
     step!("prefix \"a\"");
     let r = c.get("a", Some(GetOptions::new().with_prefix())).await?;
-    assert_eq!(
-        (keys(&r), r.count()),
-        (vec!["a".into(), "ab".into(), "abc".into()], 3)
-    );
+    assert_eq!((keys(&r), r.count()), (vec!["a".into(), "ab".into(), "abc".into()], 3));
 
     step!("interval [ab, b)");
     let r = c.get("ab", Some(GetOptions::new().with_range("b"))).await?;
@@ -270,17 +224,12 @@ async fn range_single_prefix_interval_from_key_and_all() -> Result<()> {
     assert_eq!((rng(&r), r.count()), (all.clone(), 7));
 
     step!("prefix of 0xff: range_end becomes \"\\0\"");
-    let r = c
-        .get(vec![0xff], Some(GetOptions::new().with_prefix()))
-        .await?;
+    let r = c.get(vec![0xff], Some(GetOptions::new().with_prefix())).await?;
     assert_eq!(rng(&r), all[5..].to_vec());
 
     step!("a missing key: no kvs, count 0, header at the current revision");
     let r = c.get("zz", None).await?;
-    assert_eq!(
-        (r.kvs().len(), r.count(), r.more(), hrev(r.header())),
-        (0, 0, false, 8)
-    );
+    assert_eq!((r.kvs().len(), r.count(), r.more(), hrev(r.header())), (0, 0, false, 8));
 
     step!("range_end below the key: nothing");
     let r = c.get("c", Some(GetOptions::new().with_range("a"))).await?;
@@ -298,41 +247,20 @@ async fn range_limit_more_and_count() -> Result<()> {
         c.put(k, "v", None).await?;
     }
     let prefix = || GetOptions::new().with_prefix();
-    for (limit, n, more) in [
-        (1, 1, true),
-        (2, 2, true),
-        (4, 4, true),
-        (5, 5, false),
-        (6, 5, false),
-        (0, 5, false),
-    ] {
+    for (limit, n, more) in [(1, 1, true), (2, 2, true), (4, 4, true), (5, 5, false), (6, 5, false), (0, 5, false)] {
         step!("limit {limit}: {n} kvs, more={more}, count 5");
         let r = c.get("p/", Some(prefix().with_limit(limit))).await?;
-        assert_eq!(
-            (r.kvs().len(), r.more(), r.count()),
-            (n, more, 5),
-            "limit {limit}"
-        );
+        assert_eq!((r.kvs().len(), r.more(), r.count()), (n, more, 5), "limit {limit}");
         assert_eq!(keys(&r), ["p/1", "p/2", "p/3", "p/4", "p/5"][..n].to_vec());
     }
     step!("limit with keys_only and with count_only");
-    let r = c
-        .get("p/", Some(prefix().with_limit(2).with_keys_only()))
-        .await?;
-    assert_eq!(
-        (keys(&r), r.more(), r.count()),
-        (vec!["p/1".into(), "p/2".into()], true, 5)
-    );
-    let r = c
-        .get("p/", Some(prefix().with_limit(2).with_count_only()))
-        .await?;
+    let r = c.get("p/", Some(prefix().with_limit(2).with_keys_only())).await?;
+    assert_eq!((keys(&r), r.more(), r.count()), (vec!["p/1".into(), "p/2".into()], true, 5));
+    let r = c.get("p/", Some(prefix().with_limit(2).with_count_only())).await?;
     assert_eq!((r.kvs().len(), r.count()), (0, 5));
     step!("a kube-apiserver style Get: single key, limit 1");
     let r = c.get("p/3", Some(GetOptions::new().with_limit(1))).await?;
-    assert_eq!(
-        (keys(&r), r.more(), r.count()),
-        (vec!["p/3".into()], false, 1)
-    );
+    assert_eq!((keys(&r), r.more(), r.count()), (vec!["p/3".into()], false, 1));
     Ok(())
 }
 
@@ -352,55 +280,26 @@ async fn range_at_past_future_and_compacted_revisions() -> Result<()> {
 
     step!("past revisions");
     let r = c.get("k", at(2)).await?;
-    assert_eq!(
-        (s(r.kvs()[0].value()), revs(&r.kvs()[0]), hrev(r.header())),
-        ("v1".into(), (2, 2, 1), 5)
-    );
+    assert_eq!((s(r.kvs()[0].value()), revs(&r.kvs()[0]), hrev(r.header())), ("v1".into(), (2, 2, 1), 5));
     let r = c.get("k", at(3)).await?;
-    assert_eq!(
-        (s(r.kvs()[0].value()), revs(&r.kvs()[0])),
-        ("v2".into(), (2, 3, 2))
-    );
+    assert_eq!((s(r.kvs()[0].value()), revs(&r.kvs()[0])), ("v2".into(), (2, 3, 2)));
     let r = c.get("k", at(4)).await?;
     assert_eq!(s(r.kvs()[0].value()), "v2");
     assert!(c.get("k", at(5)).await?.kvs().is_empty());
-    let r = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(3)))
-        .await?;
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(3))).await?;
     assert_eq!((keys(&r), r.count()), (vec!["k".into()], 1));
-    let r = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(4)))
-        .await?;
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(4))).await?;
     assert_eq!(keys(&r), vec!["j", "k"]);
 
     step!("revision 0 and negative revisions read the latest");
-    assert_eq!(
-        keys(
-            &c.get("", Some(GetOptions::new().with_all_keys().with_revision(0)))
-                .await?
-        ),
-        vec!["j"]
-    );
-    assert_eq!(
-        keys(
-            &c.get(
-                "",
-                Some(GetOptions::new().with_all_keys().with_revision(-3))
-            )
-            .await?
-        ),
-        vec!["j"]
-    );
+    assert_eq!(keys(&c.get("", Some(GetOptions::new().with_all_keys().with_revision(0))).await?), vec!["j"]);
+    assert_eq!(keys(&c.get("", Some(GetOptions::new().with_all_keys().with_revision(-3))).await?), vec!["j"]);
 
     step!("a future revision is OutOfRange");
     assert_grpc_err(c.get("k", at(6)).await, "OutOfRange", FUTURE_REV);
     assert_grpc_err(c.get("k", at(1000)).await, "OutOfRange", FUTURE_REV);
     assert_grpc_err(
-        c.get(
-            "k",
-            Some(GetOptions::new().with_revision(6).with_serializable()),
-        )
-        .await,
+        c.get("k", Some(GetOptions::new().with_revision(6).with_serializable())).await,
         "OutOfRange",
         FUTURE_REV,
     );
@@ -410,10 +309,7 @@ async fn range_at_past_future_and_compacted_revisions() -> Result<()> {
     assert_grpc_err(c.get("k", at(2)).await, "OutOfRange", COMPACTED);
     assert_grpc_err(c.get("k", at(1)).await, "OutOfRange", COMPACTED);
     let r = c.get("k", at(3)).await?;
-    assert_eq!(
-        (s(r.kvs()[0].value()), revs(&r.kvs()[0])),
-        ("v2".into(), (2, 3, 2))
-    );
+    assert_eq!((s(r.kvs()[0].value()), revs(&r.kvs()[0])), ("v2".into(), (2, 3, 2)));
     assert_eq!(s(c.get("j", at(4)).await?.kvs()[0].value()), "x");
     Ok(())
 }
@@ -464,54 +360,17 @@ async fn range_sort_every_target_and_order() -> Result<()> {
         desc.reverse();
         for (order, want) in [(SortOrder::Ascend, &want), (SortOrder::Descend, &desc)] {
             step!("sort by {target:?} {order:?}");
-            let r = c
-                .get(
-                    "s/",
-                    Some(GetOptions::new().with_prefix().with_sort(target, order)),
-                )
-                .await?;
+            let r = c.get("s/", Some(GetOptions::new().with_prefix().with_sort(target, order))).await?;
             assert_eq!(&keys(&r), want, "{target:?} {order:?}");
             step!("sort by {target:?} {order:?} with limit 2");
-            let r = c
-                .get(
-                    "s/",
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_sort(target, order)
-                            .with_limit(2),
-                    ),
-                )
-                .await?;
-            assert_eq!(
-                (keys(&r), r.more(), r.count()),
-                (want[..2].to_vec(), true, 4),
-                "{target:?} {order:?} limit 2"
-            );
+            let r = c.get("s/", Some(GetOptions::new().with_prefix().with_sort(target, order).with_limit(2))).await?;
+            assert_eq!((keys(&r), r.more(), r.count()), (want[..2].to_vec(), true, 4), "{target:?} {order:?} limit 2");
         }
     }
     step!("order NONE: KEY stays in key order, other targets sort ascending");
-    let r = c
-        .get(
-            "s/",
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Key, SortOrder::None),
-            ),
-        )
-        .await?;
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Key, SortOrder::None))).await?;
     assert_eq!(keys(&r), ["s/a", "s/b", "s/c", "s/d"]);
-    let r = c
-        .get(
-            "s/",
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Mod, SortOrder::None),
-            ),
-        )
-        .await?;
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Mod, SortOrder::None))).await?;
     assert_eq!(keys(&r), ["s/b", "s/a", "s/d", "s/c"]);
     Ok(())
 }
@@ -526,69 +385,26 @@ async fn range_keys_only_count_only_and_serializable() -> Result<()> {
     put_sort_dataset(&mut c).await?;
 
     step!("keys_only");
-    let r = c
-        .get("s/", Some(GetOptions::new().with_prefix().with_keys_only()))
-        .await?;
-    assert_eq!(
-        (keys(&r), r.count()),
-        (
-            vec!["s/a".into(), "s/b".into(), "s/c".into(), "s/d".into()],
-            4
-        )
-    );
-    assert!(
-        r.kvs().iter().all(|kv| kv.value().is_empty()),
-        "keys_only must not return values"
-    );
-    assert_eq!(
-        revs(&r.kvs()[0]),
-        (3, 9, 3),
-        "keys_only keeps revisions and version"
-    );
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+    assert_eq!((keys(&r), r.count()), (vec!["s/a".into(), "s/b".into(), "s/c".into(), "s/d".into()], 4));
+    assert!(r.kvs().iter().all(|kv| kv.value().is_empty()), "keys_only must not return values");
+    assert_eq!(revs(&r.kvs()[0]), (3, 9, 3), "keys_only keeps revisions and version");
 
     step!("count_only");
-    let r = c
-        .get(
-            "s/",
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
-        .await?;
-    assert_eq!(
-        (r.kvs().len(), r.count(), r.more(), hrev(r.header())),
-        (0, 4, false, 11)
-    );
-    let r = c
-        .get("s/zz", Some(GetOptions::new().with_count_only()))
-        .await?;
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_count_only())).await?;
+    assert_eq!((r.kvs().len(), r.count(), r.more(), hrev(r.header())), (0, 4, false, 11));
+    let r = c.get("s/zz", Some(GetOptions::new().with_count_only())).await?;
     assert_eq!(r.count(), 0);
 
     step!("serializable equals linearizable");
     let lin = c.get("s/", Some(GetOptions::new().with_prefix())).await?;
-    let ser = c
-        .get(
-            "s/",
-            Some(GetOptions::new().with_prefix().with_serializable()),
-        )
-        .await?;
+    let ser = c.get("s/", Some(GetOptions::new().with_prefix().with_serializable())).await?;
     let dump = |r: &GetResponse| {
-        r.kvs()
-            .iter()
-            .map(|kv| (s(kv.key()), s(kv.value()), revs(kv), kv.lease()))
-            .collect::<Vec<_>>()
+        r.kvs().iter().map(|kv| (s(kv.key()), s(kv.value()), revs(kv), kv.lease())).collect::<Vec<_>>()
     };
     assert_eq!(dump(&lin), dump(&ser));
     assert_eq!((ser.count(), hrev(ser.header())), (4, 11));
-    let r = c
-        .get(
-            "s/",
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_serializable()
-                    .with_revision(5),
-            ),
-        )
-        .await?;
+    let r = c.get("s/", Some(GetOptions::new().with_prefix().with_serializable().with_revision(5))).await?;
     assert_eq!(keys(&r), ["s/a", "s/b", "s/c", "s/d"]);
     assert_eq!(s(r.kvs()[3].value()), "b");
     Ok(())
@@ -604,58 +420,23 @@ async fn range_min_max_mod_and_create_revision_filters() -> Result<()> {
     put_sort_dataset(&mut c).await?;
     let p = || GetOptions::new().with_prefix();
     let cases: Vec<(&str, GetOptions, Vec<&str>)> = vec![
-        (
-            "min_mod 9",
-            p().with_min_mod_revision(9),
-            vec!["s/a", "s/c", "s/d"],
-        ),
-        (
-            "max_mod 9",
-            p().with_max_mod_revision(9),
-            vec!["s/a", "s/b"],
-        ),
-        (
-            "min_mod 10 max_mod 10",
-            p().with_min_mod_revision(10).with_max_mod_revision(10),
-            vec!["s/d"],
-        ),
-        (
-            "min_create 4",
-            p().with_min_create_revision(4),
-            vec!["s/b", "s/d"],
-        ),
-        (
-            "max_create 3",
-            p().with_max_create_revision(3),
-            vec!["s/a", "s/c"],
-        ),
-        (
-            "min_create 3 max_create 4",
-            p().with_min_create_revision(3).with_max_create_revision(4),
-            vec!["s/a", "s/d"],
-        ),
+        ("min_mod 9", p().with_min_mod_revision(9), vec!["s/a", "s/c", "s/d"]),
+        ("max_mod 9", p().with_max_mod_revision(9), vec!["s/a", "s/b"]),
+        ("min_mod 10 max_mod 10", p().with_min_mod_revision(10).with_max_mod_revision(10), vec!["s/d"]),
+        ("min_create 4", p().with_min_create_revision(4), vec!["s/b", "s/d"]),
+        ("max_create 3", p().with_max_create_revision(3), vec!["s/a", "s/c"]),
+        ("min_create 3 max_create 4", p().with_min_create_revision(3).with_max_create_revision(4), vec!["s/a", "s/d"]),
         ("min_mod 12", p().with_min_mod_revision(12), vec![]),
     ];
     for (name, opts, want) in cases {
         step!("{name} -> {want:?}");
         let r = c.get("s/", Some(opts)).await?;
-        assert_eq!(
-            (keys(&r), r.count(), r.more()),
-            (want.iter().map(|k| k.to_string()).collect(), 4, false),
-            "{name}"
-        );
+        assert_eq!((keys(&r), r.count(), r.more()), (want.iter().map(|k| k.to_string()).collect(), 4, false), "{name}");
     }
     step!("filter + limit: more refers to the filtered keys");
-    let r = c
-        .get("s/", Some(p().with_min_mod_revision(9).with_limit(2)))
-        .await?;
-    assert_eq!(
-        (keys(&r), r.more(), r.count()),
-        (vec!["s/a".into(), "s/c".into()], true, 4)
-    );
-    let r = c
-        .get("s/", Some(p().with_min_mod_revision(9).with_limit(3)))
-        .await?;
+    let r = c.get("s/", Some(p().with_min_mod_revision(9).with_limit(2))).await?;
+    assert_eq!((keys(&r), r.more(), r.count()), (vec!["s/a".into(), "s/c".into()], true, 4));
+    let r = c.get("s/", Some(p().with_min_mod_revision(9).with_limit(3))).await?;
     assert_eq!((r.kvs().len(), r.more()), (3, false));
     Ok(())
 }
@@ -667,28 +448,19 @@ async fn put_with_prev_kv() -> Result<()> {
     let f = Fixture::start(&[]).await;
     let mut c = f.client.clone();
     step!("put a new key with prev_kv: no prev_kv");
-    let r = c
-        .put("k", "v1", Some(PutOptions::new().with_prev_key()))
-        .await?;
+    let r = c.put("k", "v1", Some(PutOptions::new().with_prev_key())).await?;
     assert!(r.prev_key().is_none());
     assert_eq!(hrev(r.header()), 2);
     step!("overwrite with prev_kv: the old key-value");
-    let r = c
-        .put("k", "v2", Some(PutOptions::new().with_prev_key()))
-        .await?;
+    let r = c.put("k", "v2", Some(PutOptions::new().with_prev_key())).await?;
     let prev = r.prev_key().expect("prev_kv");
-    assert_eq!(
-        (s(prev.key()), s(prev.value()), revs(prev)),
-        ("k".into(), "v1".into(), (2, 2, 1))
-    );
+    assert_eq!((s(prev.key()), s(prev.value()), revs(prev)), ("k".into(), "v1".into(), (2, 2, 1)));
     assert_eq!(hrev(r.header()), 3);
     step!("overwrite without prev_kv: nothing");
     let r = c.put("k", "v3", None).await?;
     assert!(r.prev_key().is_none());
     step!("an empty value is a value");
-    let r = c
-        .put("k", "", Some(PutOptions::new().with_prev_key()))
-        .await?;
+    let r = c.put("k", "", Some(PutOptions::new().with_prev_key())).await?;
     assert_eq!(s(r.prev_key().unwrap().value()), "v3");
     let kv = get_one(&mut c, "k").await?.unwrap();
     assert_eq!((s(kv.value()), revs(&kv)), ("".into(), (2, 5, 4)));
@@ -704,98 +476,57 @@ async fn put_ignore_value_and_ignore_lease() -> Result<()> {
     let mut c = f.client.clone();
     step!("grant a lease and put k with it");
     let lease = c.lease_grant(600, None).await?.id();
-    c.put("k", "v1", Some(PutOptions::new().with_lease(lease)))
-        .await?;
+    c.put("k", "v1", Some(PutOptions::new().with_lease(lease))).await?;
     let kv = get_one(&mut c, "k").await?.unwrap();
     assert_eq!((s(kv.value()), kv.lease()), ("v1".into(), lease));
     let base = current_rev(&mut c).await?;
 
     step!("ignore_lease: new value, same lease");
-    c.put("k", "v2", Some(PutOptions::new().with_ignore_lease()))
-        .await?;
+    c.put("k", "v2", Some(PutOptions::new().with_ignore_lease())).await?;
     let kv = get_one(&mut c, "k").await?.unwrap();
-    assert_eq!(
-        (s(kv.value()), kv.lease(), kv.version()),
-        ("v2".into(), lease, 2)
-    );
+    assert_eq!((s(kv.value()), kv.lease(), kv.version()), ("v2".into(), lease, 2));
 
     step!("ignore_value + ignore_lease: a pure touch, value and lease kept, version and mod_revision bumped");
-    let r = c
-        .put(
-            "k",
-            "",
-            Some(
-                PutOptions::new()
-                    .with_ignore_value()
-                    .with_ignore_lease()
-                    .with_prev_key(),
-            ),
-        )
-        .await?;
+    let r = c.put("k", "", Some(PutOptions::new().with_ignore_value().with_ignore_lease().with_prev_key())).await?;
     assert_eq!(s(r.prev_key().unwrap().value()), "v2");
     let kv = get_one(&mut c, "k").await?.unwrap();
-    assert_eq!(
-        (s(kv.value()), kv.lease(), kv.version(), kv.mod_revision()),
-        ("v2".into(), lease, 3, base + 2)
-    );
+    assert_eq!((s(kv.value()), kv.lease(), kv.version(), kv.mod_revision()), ("v2".into(), lease, 3, base + 2));
 
     step!("ignore_value alone: value kept, lease detached (lease 0 was sent)");
-    c.put("k", "", Some(PutOptions::new().with_ignore_value()))
-        .await?;
+    c.put("k", "", Some(PutOptions::new().with_ignore_value())).await?;
     let kv = get_one(&mut c, "k").await?.unwrap();
-    assert_eq!(
-        (s(kv.value()), kv.lease(), kv.version()),
-        ("v2".into(), 0, 4)
-    );
+    assert_eq!((s(kv.value()), kv.lease(), kv.version()), ("v2".into(), 0, 4));
 
     step!("errors, none of which adds a revision");
     let before = current_rev(&mut c).await?;
     assert_grpc_err(
-        c.put("missing", "", Some(PutOptions::new().with_ignore_value()))
-            .await,
+        c.put("missing", "", Some(PutOptions::new().with_ignore_value())).await,
         "InvalidArgument",
         "etcdserver: key not found",
     );
     assert_grpc_err(
-        c.put("missing", "v", Some(PutOptions::new().with_ignore_lease()))
-            .await,
+        c.put("missing", "v", Some(PutOptions::new().with_ignore_lease())).await,
         "InvalidArgument",
         "etcdserver: key not found",
     );
     assert_grpc_err(
-        c.put("k", "v", Some(PutOptions::new().with_ignore_value()))
-            .await,
+        c.put("k", "v", Some(PutOptions::new().with_ignore_value())).await,
         "InvalidArgument",
         "etcdserver: value is provided",
     );
     assert_grpc_err(
-        c.put(
-            "k",
-            "v",
-            Some(PutOptions::new().with_ignore_lease().with_lease(lease)),
-        )
-        .await,
+        c.put("k", "v", Some(PutOptions::new().with_ignore_lease().with_lease(lease))).await,
         "InvalidArgument",
         "etcdserver: lease is provided",
     );
     step!("the same errors inside a txn");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::put(
-            "missing",
-            "",
-            Some(PutOptions::new().with_ignore_value()),
-        )]))
-        .await,
+        c.txn(Txn::new().and_then([TxnOp::put("missing", "", Some(PutOptions::new().with_ignore_value()))])).await,
         "InvalidArgument",
         "etcdserver: key not found",
     );
     assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::put(
-            "k",
-            "v",
-            Some(PutOptions::new().with_ignore_value()),
-        )]))
-        .await,
+        c.txn(Txn::new().and_then([TxnOp::put("k", "v", Some(PutOptions::new().with_ignore_value()))])).await,
         "InvalidArgument",
         "etcdserver: value is provided",
     );
@@ -811,17 +542,18 @@ async fn put_with_unknown_lease_is_not_found() -> Result<()> {
     let mut c = f.client.clone();
     step!("put with lease 0x1234 that was never granted");
     assert_grpc_err(
-        c.put("k", "v", Some(PutOptions::new().with_lease(0x1234)))
-            .await,
+        c.put("k", "v", Some(PutOptions::new().with_lease(0x1234))).await,
         "NotFound",
         "etcdserver: requested lease not found",
     );
     step!("the same inside a txn, next to a valid put");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([
-            TxnOp::put("a", "1", None),
-            TxnOp::put("k", "v", Some(PutOptions::new().with_lease(0x1234))),
-        ]))
+        c.txn(
+            Txn::new().and_then([
+                TxnOp::put("a", "1", None),
+                TxnOp::put("k", "v", Some(PutOptions::new().with_lease(0x1234))),
+            ]),
+        )
         .await,
         "NotFound",
         "etcdserver: requested lease not found",
@@ -843,72 +575,33 @@ async fn delete_range_single_interval_prefix_with_prev_kv() -> Result<()> {
         c.put(k, format!("val-{k}"), None).await?;
     }
     step!("single key with prev_kv");
-    let d = c
-        .delete("a", Some(DeleteOptions::new().with_prev_key()))
-        .await?;
-    assert_eq!(
-        (d.deleted(), hrev(d.header()), d.prev_kvs().len()),
-        (1, 10, 1)
-    );
+    let d = c.delete("a", Some(DeleteOptions::new().with_prev_key())).await?;
+    assert_eq!((d.deleted(), hrev(d.header()), d.prev_kvs().len()), (1, 10, 1));
     let prev = &d.prev_kvs()[0];
-    assert_eq!(
-        (s(prev.key()), s(prev.value()), revs(prev)),
-        ("a".into(), "val-a".into(), (2, 2, 1))
-    );
+    assert_eq!((s(prev.key()), s(prev.value()), revs(prev)), ("a".into(), "val-a".into(), (2, 2, 1)));
 
     step!("interval [b, d) without prev_kv: count only");
-    let d = c
-        .delete("b", Some(DeleteOptions::new().with_range("d")))
-        .await?;
-    assert_eq!(
-        (d.deleted(), d.prev_kvs().len(), hrev(d.header())),
-        (2, 0, 11)
-    );
-    assert_eq!(
-        keys(&c.get("", Some(GetOptions::new().with_all_keys())).await?),
-        ["d", "p/1", "p/2", "p/3", "z"]
-    );
+    let d = c.delete("b", Some(DeleteOptions::new().with_range("d"))).await?;
+    assert_eq!((d.deleted(), d.prev_kvs().len(), hrev(d.header())), (2, 0, 11));
+    assert_eq!(keys(&c.get("", Some(GetOptions::new().with_all_keys())).await?), ["d", "p/1", "p/2", "p/3", "z"]);
 
     step!("prefix p/ with prev_kv");
-    let d = c
-        .delete(
-            "p/",
-            Some(DeleteOptions::new().with_prefix().with_prev_key()),
-        )
-        .await?;
+    let d = c.delete("p/", Some(DeleteOptions::new().with_prefix().with_prev_key())).await?;
     assert_eq!(d.deleted(), 3);
-    let got: Vec<_> = d
-        .prev_kvs()
-        .iter()
-        .map(|kv| (s(kv.key()), s(kv.value())))
-        .collect();
+    let got: Vec<_> = d.prev_kvs().iter().map(|kv| (s(kv.key()), s(kv.value()))).collect();
     assert_eq!(
         got,
-        vec![
-            ("p/1".into(), "val-p/1".into()),
-            ("p/2".into(), "val-p/2".into()),
-            ("p/3".into(), "val-p/3".into())
-        ]
+        vec![("p/1".into(), "val-p/1".into()), ("p/2".into(), "val-p/2".into()), ("p/3".into(), "val-p/3".into())]
     );
     assert_eq!(hrev(d.header()), 12);
 
     step!("from key \"e\": only z");
-    let d = c
-        .delete(
-            "e",
-            Some(DeleteOptions::new().with_from_key().with_prev_key()),
-        )
-        .await?;
+    let d = c.delete("e", Some(DeleteOptions::new().with_from_key().with_prev_key())).await?;
     assert_eq!((d.deleted(), s(d.prev_kvs()[0].key())), (1, "z".into()));
     step!("the deletes are in history: d's neighbours are readable at revision 9");
-    let r = c
-        .get("", Some(GetOptions::new().with_all_keys().with_revision(9)))
-        .await?;
+    let r = c.get("", Some(GetOptions::new().with_all_keys().with_revision(9))).await?;
     assert_eq!(r.count(), 8);
-    assert_eq!(
-        keys(&c.get("", Some(GetOptions::new().with_all_keys())).await?),
-        ["d"]
-    );
+    assert_eq!(keys(&c.get("", Some(GetOptions::new().with_all_keys())).await?), ["d"]);
     Ok(())
 }
 
@@ -922,8 +615,7 @@ async fn txn_compare_value_version_create_mod_lease() -> Result<()> {
     step!("put v=\"b\" @2 and l with a lease @3");
     c.put("v", "b", None).await?;
     let lease = c.lease_grant(600, None).await?.id();
-    c.put("l", "x", Some(PutOptions::new().with_lease(lease)))
-        .await?;
+    c.put("l", "x", Some(PutOptions::new().with_lease(lease))).await?;
     let rev_before = current_rev(&mut c).await?;
     use CompareOp::{Equal as Eq, Greater as Gt, Less as Lt, NotEqual as Ne};
     let cases: Vec<(&str, Compare, bool)> = vec![
@@ -933,46 +625,22 @@ async fn txn_compare_value_version_create_mod_lease() -> Result<()> {
         ("value(v) > b", Compare::value("v", Gt, "b"), false),
         ("value(v) < c", Compare::value("v", Lt, "c"), true),
         ("value(v) < ba", Compare::value("v", Lt, "ba"), true),
-        (
-            "value(missing) = \"\"",
-            Compare::value("missing", Eq, ""),
-            false,
-        ),
-        (
-            "value(missing) != x",
-            Compare::value("missing", Ne, "x"),
-            false,
-        ),
+        ("value(missing) = \"\"", Compare::value("missing", Eq, ""), false),
+        ("value(missing) != x", Compare::value("missing", Ne, "x"), false),
         ("version(v) = 1", Compare::version("v", Eq, 1), true),
         ("version(v) > 0", Compare::version("v", Gt, 0), true),
         ("version(v) < 1", Compare::version("v", Lt, 1), false),
         ("version(v) != 2", Compare::version("v", Ne, 2), true),
-        (
-            "version(missing) = 0",
-            Compare::version("missing", Eq, 0),
-            true,
-        ),
+        ("version(missing) = 0", Compare::version("missing", Eq, 0), true),
         ("create(v) = 2", Compare::create_revision("v", Eq, 2), true),
         ("create(v) < 2", Compare::create_revision("v", Lt, 2), false),
         ("create(l) > 2", Compare::create_revision("l", Gt, 2), true),
-        (
-            "create(missing) = 0",
-            Compare::create_revision("missing", Eq, 0),
-            true,
-        ),
+        ("create(missing) = 0", Compare::create_revision("missing", Eq, 0), true),
         ("mod(v) = 2", Compare::mod_revision("v", Eq, 2), true),
         ("mod(v) != 2", Compare::mod_revision("v", Ne, 2), false),
         ("mod(l) = 3", Compare::mod_revision("l", Eq, 3), true),
-        (
-            "mod(missing) = 0",
-            Compare::mod_revision("missing", Eq, 0),
-            true,
-        ),
-        (
-            "mod(missing) > 0",
-            Compare::mod_revision("missing", Gt, 0),
-            false,
-        ),
+        ("mod(missing) = 0", Compare::mod_revision("missing", Eq, 0), true),
+        ("mod(missing) > 0", Compare::mod_revision("missing", Gt, 0), false),
         ("lease(l) = L", Compare::lease("l", Eq, lease), true),
         ("lease(l) = 0", Compare::lease("l", Eq, 0), false),
         ("lease(l) > 0", Compare::lease("l", Gt, 0), true),
@@ -992,15 +660,9 @@ async fn txn_compare_value_version_create_mod_lease() -> Result<()> {
         ]))
         .await?;
     assert!(t.succeeded());
-    let t = c
-        .txn(Txn::new().when([Compare::value("v", Eq, "b"), Compare::version("v", Eq, 2)]))
-        .await?;
+    let t = c.txn(Txn::new().when([Compare::value("v", Eq, "b"), Compare::version("v", Eq, 2)])).await?;
     assert!(!t.succeeded());
-    assert_eq!(
-        current_rev(&mut c).await?,
-        rev_before,
-        "compare-only txns write nothing"
-    );
+    assert_eq!(current_rev(&mut c).await?, rev_before, "compare-only txns write nothing");
     Ok(())
 }
 
@@ -1015,11 +677,7 @@ async fn txn_success_and_failure_branches_with_every_op() -> Result<()> {
     c.put("gone2", "x", None).await?; // @4
     let ops = |tag: &str, del: &str| {
         vec![
-            TxnOp::put(
-                format!("put-{tag}"),
-                tag,
-                Some(PutOptions::new().with_prev_key()),
-            ),
+            TxnOp::put(format!("put-{tag}"), tag, Some(PutOptions::new().with_prev_key())),
             TxnOp::get("k", None),
             TxnOp::delete(del, Some(DeleteOptions::new().with_prev_key())),
             TxnOp::txn(Txn::new().and_then([TxnOp::get(format!("put-{tag}"), None)])),
@@ -1036,10 +694,7 @@ async fn txn_success_and_failure_branches_with_every_op() -> Result<()> {
         assert_eq!(s(g.kvs()[0].value()), "1");
         match &rs[2] {
             TxnOpResponse::Delete(d) => {
-                assert_eq!(
-                    (d.deleted(), s(d.prev_kvs()[0].key())),
-                    (1, del.to_string())
-                );
+                assert_eq!((d.deleted(), s(d.prev_kvs()[0].key())), (1, del.to_string()));
             }
             other => panic!("op 2 should be a delete response: {other:?}"),
         }
@@ -1048,10 +703,7 @@ async fn txn_success_and_failure_branches_with_every_op() -> Result<()> {
                 assert!(n.succeeded());
                 let inner = n.op_responses();
                 let g = txn_get(&inner[0]);
-                assert_eq!(
-                    (s(g.kvs()[0].value()), g.kvs()[0].mod_revision()),
-                    (tag.to_string(), rev)
-                );
+                assert_eq!((s(g.kvs()[0].value()), g.kvs()[0].mod_revision()), (tag.to_string(), rev));
             }
             other => panic!("op 3 should be a txn response: {other:?}"),
         }
@@ -1080,10 +732,7 @@ async fn txn_success_and_failure_branches_with_every_op() -> Result<()> {
     assert!(!t.succeeded());
     check(&t, "ko", "gone2", 6);
     assert!(get_one(&mut c, "put-ok2").await?.is_none());
-    assert_eq!(
-        keys(&c.get("", Some(GetOptions::new().with_all_keys())).await?),
-        ["k", "put-ko", "put-ok"]
-    );
+    assert_eq!(keys(&c.get("", Some(GetOptions::new().with_all_keys())).await?), ["k", "put-ko", "put-ok"]);
     Ok(())
 }
 
@@ -1099,56 +748,16 @@ async fn txn_compare_over_a_range() -> Result<()> {
     }
     use CompareOp::{Equal as Eq, Greater as Gt, Less as Lt};
     let cases: Vec<(&str, Compare, bool)> = vec![
-        (
-            "version(p/*) > 0",
-            Compare::version("p/", Gt, 0).with_prefix(),
-            true,
-        ),
-        (
-            "version(p/*) = 1",
-            Compare::version("p/", Eq, 1).with_prefix(),
-            true,
-        ),
-        (
-            "value(p/*) = same",
-            Compare::value("p/", Eq, "same").with_prefix(),
-            true,
-        ),
-        (
-            "mod(p/*) < 4",
-            Compare::mod_revision("p/", Lt, 4).with_prefix(),
-            false,
-        ),
-        (
-            "mod(p/*) < 5",
-            Compare::mod_revision("p/", Lt, 5).with_prefix(),
-            true,
-        ),
-        (
-            "mod([p/1, p/3)) < 4",
-            Compare::mod_revision("p/1", Lt, 4).with_range("p/3"),
-            true,
-        ),
-        (
-            "create(p/2..) > 2 (from key)",
-            Compare::create_revision("p/2", Gt, 2).with_range("\0"),
-            true,
-        ),
-        (
-            "create(all) > 2",
-            Compare::create_revision("\0", Gt, 2).with_range("\0"),
-            false,
-        ),
-        (
-            "version(x/*) = 0 (empty range)",
-            Compare::version("x/", Eq, 0).with_prefix(),
-            true,
-        ),
-        (
-            "value(x/*) = \"\" (empty range)",
-            Compare::value("x/", Eq, "").with_prefix(),
-            false,
-        ),
+        ("version(p/*) > 0", Compare::version("p/", Gt, 0).with_prefix(), true),
+        ("version(p/*) = 1", Compare::version("p/", Eq, 1).with_prefix(), true),
+        ("value(p/*) = same", Compare::value("p/", Eq, "same").with_prefix(), true),
+        ("mod(p/*) < 4", Compare::mod_revision("p/", Lt, 4).with_prefix(), false),
+        ("mod(p/*) < 5", Compare::mod_revision("p/", Lt, 5).with_prefix(), true),
+        ("mod([p/1, p/3)) < 4", Compare::mod_revision("p/1", Lt, 4).with_range("p/3"), true),
+        ("create(p/2..) > 2 (from key)", Compare::create_revision("p/2", Gt, 2).with_range("\0"), true),
+        ("create(all) > 2", Compare::create_revision("\0", Gt, 2).with_range("\0"), false),
+        ("version(x/*) = 0 (empty range)", Compare::version("x/", Eq, 0).with_prefix(), true),
+        ("value(x/*) = \"\" (empty range)", Compare::value("x/", Eq, "").with_prefix(), false),
     ];
     for (name, cmp, want) in cases {
         step!("{name} -> {want}");
@@ -1157,11 +766,7 @@ async fn txn_compare_over_a_range() -> Result<()> {
     step!("a range compare guarding a write");
     c.put("p/2", "other", None).await?;
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::value("p/", Eq, "same").with_prefix()])
-                .and_then([TxnOp::put("w", "1", None)]),
-        )
+        .txn(Txn::new().when([Compare::value("p/", Eq, "same").with_prefix()]).and_then([TxnOp::put("w", "1", None)]))
         .await?;
     assert!(!t.succeeded());
     assert!(get_one(&mut c, "w").await?.is_none());
@@ -1183,32 +788,22 @@ async fn txn_nested_and_reads_see_earlier_writes() -> Result<()> {
         .and_then([TxnOp::put("b", "then", None)])
         .or_else([TxnOp::put("b", "else", None), TxnOp::get("a", None)]);
     let t = c
-        .txn(
-            Txn::new()
-                .when([Compare::version("a", CompareOp::Equal, 0)])
-                .and_then([
-                    TxnOp::put("a", "1", None),
-                    TxnOp::get("a", None),
-                    TxnOp::txn(nested),
-                    TxnOp::get("b", None),
-                    TxnOp::delete("c", Some(DeleteOptions::new().with_prev_key())),
-                    TxnOp::get("c", None),
-                    TxnOp::get(
-                        "",
-                        Some(GetOptions::new().with_all_keys().with_count_only()),
-                    ),
-                ]),
-        )
+        .txn(Txn::new().when([Compare::version("a", CompareOp::Equal, 0)]).and_then([
+            TxnOp::put("a", "1", None),
+            TxnOp::get("a", None),
+            TxnOp::txn(nested),
+            TxnOp::get("b", None),
+            TxnOp::delete("c", Some(DeleteOptions::new().with_prev_key())),
+            TxnOp::get("c", None),
+            TxnOp::get("", Some(GetOptions::new().with_all_keys().with_count_only())),
+        ]))
         .await?;
     assert!(t.succeeded());
     assert_eq!(hrev(t.header()), 3);
     let rs = t.op_responses();
     step!("the get after the put sees a=1 at revision 3");
     let g = txn_get(&rs[1]);
-    assert_eq!(
-        (s(g.kvs()[0].value()), revs(&g.kvs()[0])),
-        ("1".into(), (3, 3, 1))
-    );
+    assert_eq!((s(g.kvs()[0].value()), revs(&g.kvs()[0])), ("1".into(), (3, 3, 1)));
     step!("the nested compare saw the store before the txn: a was missing, so its else branch ran");
     let n = match &rs[2] {
         TxnOpResponse::Txn(n) => n,
@@ -1216,17 +811,10 @@ async fn txn_nested_and_reads_see_earlier_writes() -> Result<()> {
     };
     assert!(!n.succeeded());
     let inner = n.op_responses();
-    assert_eq!(
-        s(txn_get(&inner[1]).kvs()[0].value()),
-        "1",
-        "reads in a nested txn see the outer writes"
-    );
+    assert_eq!(s(txn_get(&inner[1]).kvs()[0].value()), "1", "reads in a nested txn see the outer writes");
     step!("the get after the nested txn sees its write");
     let g = txn_get(&rs[3]);
-    assert_eq!(
-        (s(g.kvs()[0].value()), g.kvs()[0].mod_revision()),
-        ("else".into(), 3)
-    );
+    assert_eq!((s(g.kvs()[0].value()), g.kvs()[0].mod_revision()), ("else".into(), 3));
     step!("the get after the delete sees nothing; the count sees a and b only");
     assert!(txn_get(&rs[5]).kvs().is_empty());
     assert_eq!(txn_get(&rs[6]).count(), 2);
@@ -1249,34 +837,32 @@ async fn txn_duplicate_keys_and_too_many_ops() -> Result<()> {
     const TOO_MANY: &str = "etcdserver: too many operations in txn request";
     step!("put a twice in one branch");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("a", "2", None)]))
-            .await,
+        c.txn(Txn::new().and_then([TxnOp::put("a", "1", None), TxnOp::put("a", "2", None)])).await,
         "InvalidArgument",
         DUP,
     );
     step!("put b inside a deleted range [a, c)");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([
-            TxnOp::delete("a", Some(DeleteOptions::new().with_range("c"))),
-            TxnOp::put("b", "1", None),
-        ]))
+        c.txn(
+            Txn::new()
+                .and_then([TxnOp::delete("a", Some(DeleteOptions::new().with_range("c"))), TxnOp::put("b", "1", None)]),
+        )
         .await,
         "InvalidArgument",
         DUP,
     );
     step!("put a in the failure branch twice");
     assert_grpc_err(
-        c.txn(Txn::new().or_else([TxnOp::put("a", "1", None), TxnOp::put("a", "2", None)]))
-            .await,
+        c.txn(Txn::new().or_else([TxnOp::put("a", "1", None), TxnOp::put("a", "2", None)])).await,
         "InvalidArgument",
         DUP,
     );
     step!("put a and a nested txn that puts a");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([
-            TxnOp::put("a", "1", None),
-            TxnOp::txn(Txn::new().and_then([TxnOp::put("a", "2", None)])),
-        ]))
+        c.txn(
+            Txn::new()
+                .and_then([TxnOp::put("a", "1", None), TxnOp::txn(Txn::new().and_then([TxnOp::put("a", "2", None)]))]),
+        )
         .await,
         "InvalidArgument",
         DUP,
@@ -1284,65 +870,27 @@ async fn txn_duplicate_keys_and_too_many_ops() -> Result<()> {
     assert_eq!(current_rev(&mut c).await?, 1, "refused txns write nothing");
 
     step!("allowed: the same key in the two branches; two overlapping deletes; a get and a put of one key");
-    c.txn(
-        Txn::new()
-            .and_then([TxnOp::put("a", "1", None)])
-            .or_else([TxnOp::put("a", "2", None)]),
-    )
-    .await?;
+    c.txn(Txn::new().and_then([TxnOp::put("a", "1", None)]).or_else([TxnOp::put("a", "2", None)])).await?;
     c.txn(Txn::new().and_then([
         TxnOp::delete("a", Some(DeleteOptions::new().with_range("c"))),
         TxnOp::delete("b", Some(DeleteOptions::new().with_range("d"))),
     ]))
     .await?;
-    c.txn(Txn::new().and_then([TxnOp::get("a", None), TxnOp::put("a", "3", None)]))
-        .await?;
+    c.txn(Txn::new().and_then([TxnOp::get("a", None), TxnOp::put("a", "3", None)])).await?;
     assert_eq!(current_rev(&mut c).await?, 4);
 
     step!("128 puts in one txn: accepted, one revision");
-    let puts = |n: usize| {
-        (0..n)
-            .map(|i| TxnOp::put(format!("m/{i:03}"), "v", None))
-            .collect::<Vec<_>>()
-    };
+    let puts = |n: usize| (0..n).map(|i| TxnOp::put(format!("m/{i:03}"), "v", None)).collect::<Vec<_>>();
     let t = c.txn(Txn::new().and_then(puts(128))).await?;
     assert_eq!(hrev(t.header()), 5);
-    assert_eq!(
-        c.get(
-            "m/",
-            Some(GetOptions::new().with_prefix().with_count_only())
-        )
-        .await?
-        .count(),
-        128
-    );
+    assert_eq!(c.get("m/", Some(GetOptions::new().with_prefix().with_count_only())).await?.count(), 128);
     step!("129 ops in success, in failure, or 129 compares: too many operations");
-    assert_grpc_err(
-        c.txn(Txn::new().and_then(puts(129))).await,
-        "InvalidArgument",
-        TOO_MANY,
-    );
-    assert_grpc_err(
-        c.txn(Txn::new().or_else(puts(129))).await,
-        "InvalidArgument",
-        TOO_MANY,
-    );
-    let cmps: Vec<Compare> = (0..129)
-        .map(|i| Compare::version(format!("m/{i:03}"), CompareOp::Greater, 0))
-        .collect();
-    assert_grpc_err(
-        c.txn(Txn::new().when(cmps)).await,
-        "InvalidArgument",
-        TOO_MANY,
-    );
-    let gets: Vec<TxnOp> = (0..129)
-        .map(|i| TxnOp::get(format!("m/{i:03}"), None))
-        .collect();
-    assert_grpc_err(
-        c.txn(Txn::new().and_then(gets)).await,
-        "InvalidArgument",
-        TOO_MANY,
-    );
+    assert_grpc_err(c.txn(Txn::new().and_then(puts(129))).await, "InvalidArgument", TOO_MANY);
+    assert_grpc_err(c.txn(Txn::new().or_else(puts(129))).await, "InvalidArgument", TOO_MANY);
+    let cmps: Vec<Compare> = (0..129).map(|i| Compare::version(format!("m/{i:03}"), CompareOp::Greater, 0)).collect();
+    assert_grpc_err(c.txn(Txn::new().when(cmps)).await, "InvalidArgument", TOO_MANY);
+    let gets: Vec<TxnOp> = (0..129).map(|i| TxnOp::get(format!("m/{i:03}"), None)).collect();
+    assert_grpc_err(c.txn(Txn::new().and_then(gets)).await, "InvalidArgument", TOO_MANY);
     assert_eq!(current_rev(&mut c).await?, 5);
     Ok(())
 }
@@ -1352,11 +900,7 @@ async fn txn_duplicate_keys_and_too_many_ops() -> Result<()> {
 async fn max_txn_ops_flag_is_honoured() -> Result<()> {
     let f = Fixture::start(&["--max-txn-ops", "4"]).await;
     let mut c = f.client.clone();
-    let puts = |n: usize| {
-        (0..n)
-            .map(|i| TxnOp::put(format!("k{i}"), "v", None))
-            .collect::<Vec<_>>()
-    };
+    let puts = |n: usize| (0..n).map(|i| TxnOp::put(format!("k{i}"), "v", None)).collect::<Vec<_>>();
     step!("4 ops: fine");
     c.txn(Txn::new().and_then(puts(4))).await?;
     step!("5 ops: too many operations");
@@ -1365,9 +909,7 @@ async fn max_txn_ops_flag_is_honoured() -> Result<()> {
         "InvalidArgument",
         "etcdserver: too many operations in txn request",
     );
-    let cmps: Vec<Compare> = (0..5)
-        .map(|i| Compare::version(format!("k{i}"), CompareOp::Greater, 0))
-        .collect();
+    let cmps: Vec<Compare> = (0..5).map(|i| Compare::version(format!("k{i}"), CompareOp::Greater, 0)).collect();
     assert_grpc_err(
         c.txn(Txn::new().when(cmps)).await,
         "InvalidArgument",
@@ -1392,51 +934,27 @@ async fn compact_errors_and_physical() -> Result<()> {
     step!("compact at a future revision");
     assert_grpc_err(c.compact(8, None).await, "OutOfRange", FUTURE_REV);
     step!("physical compact at 4");
-    let r = c
-        .compact(4, Some(CompactionOptions::new().with_physical()))
-        .await?;
+    let r = c.compact(4, Some(CompactionOptions::new().with_physical())).await?;
     assert_eq!(hrev(r.header()), 7, "compaction adds no revision");
     step!("compact at or below 4 again: compacted");
     assert_grpc_err(c.compact(4, None).await, "OutOfRange", COMPACTED);
     assert_grpc_err(c.compact(2, None).await, "OutOfRange", COMPACTED);
     step!("reads: below 4 compacted, 4 and later fine, latest intact");
-    assert_grpc_err(
-        c.get("k", Some(GetOptions::new().with_revision(3))).await,
-        "OutOfRange",
-        COMPACTED,
-    );
+    assert_grpc_err(c.get("k", Some(GetOptions::new().with_revision(3))).await, "OutOfRange", COMPACTED);
     let r = c.get("k", Some(GetOptions::new().with_revision(4))).await?;
-    assert_eq!(
-        (s(r.kvs()[0].value()), revs(&r.kvs()[0])),
-        ("v4".into(), (2, 4, 3))
-    );
+    assert_eq!((s(r.kvs()[0].value()), revs(&r.kvs()[0])), ("v4".into(), (2, 4, 3)));
     let kv = get_one(&mut c, "k").await?.unwrap();
-    assert_eq!(
-        (s(kv.value()), revs(&kv)),
-        ("v6".into(), (2, 6, 5)),
-        "version survives compaction"
-    );
+    assert_eq!((s(kv.value()), revs(&kv)), ("v6".into(), (2, 6, 5)), "version survives compaction");
     step!("a compacted revision also fails inside a txn");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::get("k", Some(GetOptions::new().with_revision(2)))]))
-            .await,
+        c.txn(Txn::new().and_then([TxnOp::get("k", Some(GetOptions::new().with_revision(2)))])).await,
         "OutOfRange",
         COMPACTED,
     );
     step!("compact at the current revision (logical), then write on");
     c.compact(7, None).await?;
-    assert_grpc_err(
-        c.get("k", Some(GetOptions::new().with_revision(6))).await,
-        "OutOfRange",
-        COMPACTED,
-    );
-    assert_eq!(
-        keys(
-            &c.get("", Some(GetOptions::new().with_all_keys().with_revision(7)))
-                .await?
-        ),
-        ["j", "k"]
-    );
+    assert_grpc_err(c.get("k", Some(GetOptions::new().with_revision(6))).await, "OutOfRange", COMPACTED);
+    assert_eq!(keys(&c.get("", Some(GetOptions::new().with_all_keys().with_revision(7))).await?), ["j", "k"]);
     assert_eq!(hrev(c.put("k", "v8", None).await?.header()), 8);
     Ok(())
 }
@@ -1450,35 +968,17 @@ async fn empty_key_is_invalid_argument() -> Result<()> {
     step!("put, range, range with range_end, delete");
     assert_grpc_err(c.put("", "v", None).await, "InvalidArgument", EMPTY_KEY);
     assert_grpc_err(c.get("", None).await, "InvalidArgument", EMPTY_KEY);
-    assert_grpc_err(
-        c.get("", Some(GetOptions::new().with_range("z"))).await,
-        "InvalidArgument",
-        EMPTY_KEY,
-    );
+    assert_grpc_err(c.get("", Some(GetOptions::new().with_range("z"))).await, "InvalidArgument", EMPTY_KEY);
     assert_grpc_err(c.delete("", None).await, "InvalidArgument", EMPTY_KEY);
     step!("txn compare and txn ops");
     assert_grpc_err(
-        c.txn(Txn::new().when([Compare::version("", CompareOp::Equal, 0)]))
-            .await,
+        c.txn(Txn::new().when([Compare::version("", CompareOp::Equal, 0)])).await,
         "InvalidArgument",
         EMPTY_KEY,
     );
-    assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::put("", "v", None)]))
-            .await,
-        "InvalidArgument",
-        EMPTY_KEY,
-    );
-    assert_grpc_err(
-        c.txn(Txn::new().or_else([TxnOp::get("", None)])).await,
-        "InvalidArgument",
-        EMPTY_KEY,
-    );
-    assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::delete("", None)])).await,
-        "InvalidArgument",
-        EMPTY_KEY,
-    );
+    assert_grpc_err(c.txn(Txn::new().and_then([TxnOp::put("", "v", None)])).await, "InvalidArgument", EMPTY_KEY);
+    assert_grpc_err(c.txn(Txn::new().or_else([TxnOp::get("", None)])).await, "InvalidArgument", EMPTY_KEY);
+    assert_grpc_err(c.txn(Txn::new().and_then([TxnOp::delete("", None)])).await, "InvalidArgument", EMPTY_KEY);
     assert_eq!(current_rev(&mut c).await?, 1);
     Ok(())
 }
@@ -1491,23 +991,15 @@ async fn request_too_large_is_refused_and_server_keeps_working() -> Result<()> {
     let mut c = f.client.clone();
     let big = vec![b'x'; 2048];
     step!("put a 2 KiB value");
-    assert_grpc_err(
-        c.put("big", big.clone(), None).await,
-        "InvalidArgument",
-        "etcdserver: request is too large",
-    );
+    assert_grpc_err(c.put("big", big.clone(), None).await, "InvalidArgument", "etcdserver: request is too large");
     step!("txn with a 2 KiB value");
     assert_grpc_err(
-        c.txn(Txn::new().and_then([TxnOp::put("big", big, None)]))
-            .await,
+        c.txn(Txn::new().and_then([TxnOp::put("big", big, None)])).await,
         "InvalidArgument",
         "etcdserver: request is too large",
     );
     step!("the server still works");
-    assert_eq!(
-        hrev(c.put("small", vec![b'y'; 512], None).await?.header()),
-        2
-    );
+    assert_eq!(hrev(c.put("small", vec![b'y'; 512], None).await?.header()), 2);
     assert_eq!(get_one(&mut c, "small").await?.unwrap().value().len(), 512);
     assert!(get_one(&mut c, "big").await?.is_none());
     Ok(())
@@ -1522,58 +1014,20 @@ async fn response_headers_carry_ids_term_and_revision() -> Result<()> {
     let mut c = f.client.clone();
     let mut headers: Vec<(&str, ResponseHeader, i64)> = Vec::new();
     step!("one of each request");
-    headers.push((
-        "range",
-        c.get("k", None).await?.header().unwrap().clone(),
-        1,
-    ));
-    headers.push((
-        "put",
-        c.put("k", "v", None).await?.header().unwrap().clone(),
-        2,
-    ));
-    headers.push((
-        "put2",
-        c.put("j", "v", None).await?.header().unwrap().clone(),
-        3,
-    ));
+    headers.push(("range", c.get("k", None).await?.header().unwrap().clone(), 1));
+    headers.push(("put", c.put("k", "v", None).await?.header().unwrap().clone(), 2));
+    headers.push(("put2", c.put("j", "v", None).await?.header().unwrap().clone(), 3));
     headers.push((
         "range-old",
-        c.get("k", Some(GetOptions::new().with_revision(2)))
-            .await?
-            .header()
-            .unwrap()
-            .clone(),
+        c.get("k", Some(GetOptions::new().with_revision(2))).await?.header().unwrap().clone(),
         3,
     ));
-    headers.push((
-        "delete",
-        c.delete("j", None).await?.header().unwrap().clone(),
-        4,
-    ));
-    headers.push((
-        "delete-none",
-        c.delete("j", None).await?.header().unwrap().clone(),
-        4,
-    ));
-    headers.push((
-        "txn",
-        c.txn(Txn::new().and_then([TxnOp::put("t", "1", None)]))
-            .await?
-            .header()
-            .unwrap()
-            .clone(),
-        5,
-    ));
-    let t = c
-        .txn(Txn::new().when([Compare::version("t", CompareOp::Equal, 9)]))
-        .await?;
+    headers.push(("delete", c.delete("j", None).await?.header().unwrap().clone(), 4));
+    headers.push(("delete-none", c.delete("j", None).await?.header().unwrap().clone(), 4));
+    headers.push(("txn", c.txn(Txn::new().and_then([TxnOp::put("t", "1", None)])).await?.header().unwrap().clone(), 5));
+    let t = c.txn(Txn::new().when([Compare::version("t", CompareOp::Equal, 9)])).await?;
     headers.push(("txn-failed", t.header().unwrap().clone(), 5));
-    headers.push((
-        "compact",
-        c.compact(2, None).await?.header().unwrap().clone(),
-        5,
-    ));
+    headers.push(("compact", c.compact(2, None).await?.header().unwrap().clone(), 5));
     let status = c.status().await?;
     let members = c.member_list().await?;
     let (cid, mid) = (headers[0].1.cluster_id(), headers[0].1.member_id());
@@ -1587,10 +1041,7 @@ async fn response_headers_carry_ids_term_and_revision() -> Result<()> {
     }
     step!("Status and MemberList headers and ids agree");
     let sh = status.header().unwrap();
-    assert_eq!(
-        (sh.cluster_id(), sh.member_id(), sh.revision()),
-        (cid, mid, 5)
-    );
+    assert_eq!((sh.cluster_id(), sh.member_id(), sh.revision()), (cid, mid, 5));
     assert_eq!(status.raft_term(), headers.last().unwrap().1.raft_term());
     let mh = members.header().unwrap();
     assert_eq!((mh.cluster_id(), mh.member_id()), (cid, mid));
@@ -1624,13 +1075,8 @@ async fn status_and_member_list() -> Result<()> {
         st.raft_index(),
         st.raft_applied_index()
     );
-    let v =
-        semver(st.version()).unwrap_or_else(|| panic!("version {:?} is not semver", st.version()));
-    assert!(
-        v >= (3, 5, 13),
-        "version {:?} must be >= 3.5.13",
-        st.version()
-    );
+    let v = semver(st.version()).unwrap_or_else(|| panic!("version {:?} is not semver", st.version()));
+    assert!(v >= (3, 5, 13), "version {:?} must be >= 3.5.13", st.version());
     assert_eq!(st.leader(), mid, "single member is its own leader");
     assert!(st.raft_index() > 0 && st.raft_applied_index() > 0 && st.raft_term() > 0);
     assert!(st.raft_applied_index() <= st.raft_index());
@@ -1643,20 +1089,8 @@ async fn status_and_member_list() -> Result<()> {
     let m = &ml.members()[0];
     let me = f.raftcd().member.clone();
     assert_eq!(
-        (
-            m.id(),
-            m.name(),
-            m.peer_urls().to_vec(),
-            m.client_urls().to_vec(),
-            m.is_learner()
-        ),
-        (
-            mid,
-            me.name.as_str(),
-            vec![me.peer_url()],
-            vec![me.client_url()],
-            false
-        )
+        (m.id(), m.name(), m.peer_urls().to_vec(), m.client_urls().to_vec(), m.is_learner()),
+        (mid, me.name.as_str(), vec![me.peer_url()], vec![me.client_url()], false)
     );
     Ok(())
 }
@@ -1677,38 +1111,21 @@ async fn data_survives_clean_sigterm_restart() -> Result<()> {
     }
     c.put("d/00", "again", None).await?;
     c.delete("d/01", None).await?;
-    c.txn(Txn::new().and_then([TxnOp::put("d/02", "txn", None), TxnOp::put("t", "x", None)]))
-        .await?;
+    c.txn(Txn::new().and_then([TxnOp::put("d/02", "txn", None), TxnOp::put("t", "x", None)])).await?;
     c.compact(5, None).await?;
     let before = c.get("", Some(GetOptions::new().with_all_keys())).await?;
-    let before_old = c
-        .get(
-            "",
-            Some(GetOptions::new().with_all_keys().with_revision(10)),
-        )
-        .await?;
+    let before_old = c.get("", Some(GetOptions::new().with_all_keys().with_revision(10))).await?;
     let rev = hrev(before.header());
-    let ids = (
-        before.header().unwrap().cluster_id(),
-        before.header().unwrap().member_id(),
-    );
+    let ids = (before.header().unwrap().cluster_id(), before.header().unwrap().member_id());
     assert_eq!(rev, 24);
     let dump = |r: &GetResponse| {
-        r.kvs()
-            .iter()
-            .map(|kv| (s(kv.key()), s(kv.value()), revs(kv), kv.lease()))
-            .collect::<Vec<_>>()
+        r.kvs().iter().map(|kv| (s(kv.key()), s(kv.value()), revs(kv), kv.lease())).collect::<Vec<_>>()
     };
 
     step!("SIGTERM: clean exit");
     drop(c);
     let code = f.raftcd().terminate();
-    assert_eq!(
-        code,
-        Some(0),
-        "raftcd should exit 0 on SIGTERM; log:\n{}",
-        f.raftcd().log()
-    );
+    assert_eq!(code, Some(0), "raftcd should exit 0 on SIGTERM; log:\n{}", f.raftcd().log());
     step!("restart on the same data dir");
     f.raftcd().restart();
     let mut c = connect(&f.raftcd().endpoint()).await;
@@ -1717,26 +1134,10 @@ async fn data_survives_clean_sigterm_restart() -> Result<()> {
     let after = c.get("", Some(GetOptions::new().with_all_keys())).await?;
     assert_eq!(dump(&after), dump(&before));
     assert_eq!(hrev(after.header()), rev);
-    assert_eq!(
-        (
-            after.header().unwrap().cluster_id(),
-            after.header().unwrap().member_id()
-        ),
-        ids
-    );
-    let after_old = c
-        .get(
-            "",
-            Some(GetOptions::new().with_all_keys().with_revision(10)),
-        )
-        .await?;
+    assert_eq!((after.header().unwrap().cluster_id(), after.header().unwrap().member_id()), ids);
+    let after_old = c.get("", Some(GetOptions::new().with_all_keys().with_revision(10))).await?;
     assert_eq!(dump(&after_old), dump(&before_old));
-    assert_grpc_err(
-        c.get("d/00", Some(GetOptions::new().with_revision(4)))
-            .await,
-        "OutOfRange",
-        COMPACTED,
-    );
+    assert_grpc_err(c.get("d/00", Some(GetOptions::new().with_revision(4))).await, "OutOfRange", COMPACTED);
     step!("the revision counter continues");
     assert_eq!(hrev(c.put("d/00", "post", None).await?.header()), rev + 1);
     assert_eq!(get_one(&mut c, "d/00").await?.unwrap().version(), 3);
@@ -1752,9 +1153,7 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
     let f = Fixture::start(&[]).await;
     let mut c = f.client.clone();
     let create = |k: &str, v: &str| {
-        Txn::new()
-            .when([Compare::mod_revision(k, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(k, v, None)])
+        Txn::new().when([Compare::mod_revision(k, CompareOp::Equal, 0)]).and_then([TxnOp::put(k, v, None)])
     };
     let update = |k: &str, v: &str, rev: i64| {
         Txn::new()
@@ -1772,9 +1171,7 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
 
     step!("create 10 pods");
     for i in 0..10 {
-        let t = c
-            .txn(create(&format!("{pods}p{i}"), &format!("spec{i}")))
-            .await?;
+        let t = c.txn(create(&format!("{pods}p{i}"), &format!("spec{i}"))).await?;
         assert!(t.succeeded());
         assert_eq!(hrev(t.header()), 2 + i);
     }
@@ -1793,19 +1190,11 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
     let t = c.txn(update(&k0, "spec0-v3", 2)).await?;
     assert!(!t.succeeded());
     let cur = txn_get(&t.op_responses()[0]).kvs()[0].clone();
-    assert_eq!(
-        (s(cur.value()), cur.mod_revision(), cur.version()),
-        ("spec0-v2".into(), new_rev, 2)
-    );
+    assert_eq!((s(cur.value()), cur.mod_revision(), cur.version()), ("spec0-v2".into(), new_rev, 2));
 
     step!("Get: Range{{key, limit=1}}");
-    let g = c
-        .get(k0.clone(), Some(GetOptions::new().with_limit(1)))
-        .await?;
-    assert_eq!(
-        (g.kvs().len(), g.more(), s(g.kvs()[0].value())),
-        (1, false, "spec0-v2".into())
-    );
+    let g = c.get(k0.clone(), Some(GetOptions::new().with_limit(1))).await?;
+    assert_eq!((g.kvs().len(), g.more(), s(g.kvs()[0].value())), (1, false, "spec0-v2".into()));
 
     step!("paginated list at a revision, limit 3, continue key = last key + \\x00");
     let list_rev = new_rev;
@@ -1817,30 +1206,13 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
     c.txn(create(&format!("{pods}p5a"), "late")).await?;
     assert!(c.txn(delete(&format!("{pods}p9"), 11)).await?.succeeded());
     loop {
-        let r = c
-            .get(
-                start.clone(),
-                Some(
-                    GetOptions::new()
-                        .with_range(end)
-                        .with_limit(3)
-                        .with_revision(list_rev),
-                ),
-            )
-            .await?;
+        let r =
+            c.get(start.clone(), Some(GetOptions::new().with_range(end).with_limit(3).with_revision(list_rev))).await?;
         pages += 1;
         let remaining = r.count() - r.kvs().len() as i64;
         seen.extend(keys(&r));
-        step!(
-            "page {pages}: {:?} more={} remaining={remaining}",
-            keys(&r),
-            r.more()
-        );
-        assert_eq!(
-            r.count() as usize + seen.len() - r.kvs().len(),
-            10,
-            "count is the rest of the range"
-        );
+        step!("page {pages}: {:?} more={} remaining={remaining}", keys(&r), r.more());
+        assert_eq!(r.count() as usize + seen.len() - r.kvs().len(), 10, "count is the rest of the range");
         if !r.more() {
             assert_eq!(remaining, 0);
             break;
@@ -1852,16 +1224,9 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
     assert_eq!((seen, pages), (want, 4));
 
     step!("count_only and keys_only on the prefix (now 10: p5a added, p9 deleted)");
-    let r = c
-        .get(
-            pods,
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
-        .await?;
+    let r = c.get(pods, Some(GetOptions::new().with_prefix().with_count_only())).await?;
     assert_eq!((r.count(), r.kvs().len()), (10, 0));
-    let r = c
-        .get(pods, Some(GetOptions::new().with_prefix().with_keys_only()))
-        .await?;
+    let r = c.get(pods, Some(GetOptions::new().with_prefix().with_keys_only())).await?;
     assert_eq!(r.kvs().len(), 10);
     assert!(keys(&r).contains(&format!("{pods}p5a")) && !keys(&r).contains(&format!("{pods}p9")));
 
@@ -1873,21 +1238,14 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
     let t = c.txn(delete(&k1, 3)).await?;
     assert!(t.succeeded());
     match &t.op_responses()[0] {
-        TxnOpResponse::Delete(d) => assert_eq!(
-            (d.deleted(), s(d.prev_kvs()[0].value())),
-            (1, "spec1".into())
-        ),
+        TxnOpResponse::Delete(d) => assert_eq!((d.deleted(), s(d.prev_kvs()[0].value())), (1, "spec1".into())),
         other => panic!("expected a delete response: {other:?}"),
     }
 
     step!("compaction protocol: VERSION(compact_rev_key) CAS, then Compact");
     let compact_txn = |version: i64, rev: i64| {
         Txn::new()
-            .when([Compare::version(
-                "compact_rev_key",
-                CompareOp::Equal,
-                version,
-            )])
+            .when([Compare::version("compact_rev_key", CompareOp::Equal, version)])
             .and_then([TxnOp::put("compact_rev_key", rev.to_string(), None)])
             .or_else([TxnOp::get("compact_rev_key", None)])
     };
@@ -1905,16 +1263,9 @@ async fn kube_apiserver_request_patterns() -> Result<()> {
     let t = c.txn(compact_txn(1, rev2)).await?;
     assert!(t.succeeded());
     c.compact(rev2, None).await?;
-    assert_eq!(
-        get_one(&mut c, "compact_rev_key").await?.unwrap().version(),
-        2
-    );
+    assert_eq!(get_one(&mut c, "compact_rev_key").await?.unwrap().version(), 2);
     assert_grpc_err(
-        c.get(
-            pods,
-            Some(GetOptions::new().with_prefix().with_revision(list_rev)),
-        )
-        .await,
+        c.get(pods, Some(GetOptions::new().with_prefix().with_revision(list_rev))).await,
         "OutOfRange",
         COMPACTED,
     );

@@ -49,7 +49,7 @@ fn rolling_restart_keeps_writes_available() {
         })
     };
     std::thread::sleep(Duration::from_secs(1));
-    for i in 0..3 {
+    for (i, ep) in eps.iter().enumerate() {
         step!("restart member {i}");
         let code = cluster.members[i].terminate();
         assert_eq!(code, Some(0), "member {i} did not stop cleanly");
@@ -57,7 +57,7 @@ fn rolling_restart_keeps_writes_available() {
         cluster.members[i].restart();
         // Caught up: its serializable view reaches what the others acknowledged before it came back.
         let target = acked.lock().unwrap().len();
-        let ep = eps[i].clone();
+        let ep = ep.clone();
         let acked2 = acked.clone();
         rt.block_on(async move {
             let deadline = Instant::now() + Duration::from_secs(20);

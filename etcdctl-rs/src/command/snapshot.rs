@@ -68,7 +68,12 @@ pub struct RestoreArgs {
     pub name: String,
     #[arg(long = "skip-hash-check", value_name = "bool", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, help = "Ignore snapshot integrity hash value (required if copied from data directory)")]
     pub skip_hash_check: bool,
-    #[arg(long = "bump-revision", value_name = "uint", default_value_t = 0, help = "How much to increase the latest revision after restore")]
+    #[arg(
+        long = "bump-revision",
+        value_name = "uint",
+        default_value_t = 0,
+        help = "How much to increase the latest revision after restore"
+    )]
     pub bump_revision: u64,
     #[arg(long = "mark-compacted", value_name = "bool", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool, help = "Mark the latest revision after restore as the point for scheduled compaction (required if --bump-revision > 0)")]
     pub mark_compacted: bool,

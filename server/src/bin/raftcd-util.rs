@@ -83,12 +83,10 @@ fn main() {
                 .collect();
             raftcd::tls::generate_ca_and_certs(&dir, &certs).map_err(|e| e.to_string())
         }
-        Cmd::Snapshot { cmd: SnapshotCmd::Status { file, write_out } } => {
-            status(&file)
+        Cmd::Snapshot { cmd: SnapshotCmd::Status { file, write_out } } => status(&file)
             .map_err(|e| e.to_string())
             .and_then(|st| raftcd::snapshot::format_status(&st, &write_out))
-            .map(|out| print!("{out}"))
-        }
+            .map(|out| print!("{out}")),
         Cmd::Snapshot {
             cmd:
                 SnapshotCmd::Restore {

@@ -59,6 +59,7 @@ fn peer_url(members: &Membership, learned: &Mutex<HashMap<u64, String>>, id: u64
 
 impl PeerTransport {
     /// A transport for member `me`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: u64,
         cluster_id: u64,
@@ -201,7 +202,8 @@ async fn stream_snapshot(
     m: &Message,
     path: &PathBuf,
 ) -> Result<(), String> {
-    let channel = crate::tls::endpoint(url, tls).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+    let channel =
+        crate::tls::endpoint(url, tls).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
     let mut client = PeerClient::new(channel).max_encoding_message_size(64 << 20);
     let raft_message = m.write_to_bytes().map_err(|e| e.to_string())?;
     let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;

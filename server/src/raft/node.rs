@@ -36,6 +36,9 @@ const CATCH_UP_ENTRIES: u64 = 5000;
 /// At most this many queued inputs are taken before producing a Ready.
 const MAX_INPUTS_PER_READY: usize = 4096;
 
+/// A caller waiting for a read index.
+type ReadWaiter = oneshot::Sender<Result<u64>>;
+
 /// Everything the raft thread can be asked to do.
 pub enum Input {
     /// Advance raft's logical clock by one heartbeat interval.
@@ -72,7 +75,7 @@ pub struct Node {
     applied_tx: watch::Sender<u64>,
     snapshot_count: u64,
     /// Read-index batches in flight: context -> callers.
-    reads_in_flight: Vec<(Vec<u8>, Vec<oneshot::Sender<Result<u64>>>)>,
+    reads_in_flight: Vec<(Vec<u8>, Vec<ReadWaiter>)>,
     /// Callers queued since the last batch went out.
     reads_pending: Vec<oneshot::Sender<Result<u64>>>,
     read_seq: u64,

@@ -262,10 +262,7 @@ mod tests {
     use raft::Storage as _;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e
+        Entry { index, term, ..Default::default() }
     }
 
     #[test]
@@ -279,9 +276,7 @@ mod tests {
             s.append(&[entry(2, 2)]).unwrap();
             assert_eq!(s.last_index().unwrap(), 2);
             assert_eq!(s.term(2).unwrap(), 2);
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 2;
+            let hs = HardState { term: 2, commit: 2, ..Default::default() };
             s.set_hard_state(&hs).unwrap();
             s.flush().unwrap();
         }

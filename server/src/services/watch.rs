@@ -139,19 +139,19 @@ impl Watch for WatchService {
                             }
                         }
                     }
-                    Some(RequestUnion::CancelRequest(c)) => {
-                        if hub.cancel(stream_id, c.watch_id) {
-                            let resp = WatchResponse {
-                                header: Some(ctx.header(ctx.store.current_revision())),
-                                watch_id: c.watch_id,
-                                canceled: true,
-                                ..Default::default()
-                            };
-                            if tx.send(resp).await.is_err() {
-                                break;
-                            }
+                    Some(RequestUnion::CancelRequest(c)) if hub.cancel(stream_id, c.watch_id) => {
+                        let resp = WatchResponse {
+                            header: Some(ctx.header(ctx.store.current_revision())),
+                            watch_id: c.watch_id,
+                            canceled: true,
+                            ..Default::default()
+                        };
+                        if tx.send(resp).await.is_err() {
+                            break;
                         }
                     }
+                    // Cancelling an unknown watch id: etcd answers nothing.
+                    Some(RequestUnion::CancelRequest(_)) => {}
                     Some(RequestUnion::ProgressRequest(_)) => hub.request_progress(stream_id),
                     None => {}
                 }

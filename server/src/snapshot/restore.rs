@@ -213,11 +213,8 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
     state.apply_batch(batch)?;
 
     let mut storage = RaftStorage::open(&db)?;
-    let mut meta = SnapshotMetadata::default();
-    meta.index = applied;
-    meta.term = 1;
-    let mut cs = ConfState::default();
-    cs.voters = members.iter().map(|m| m.id).collect();
+    let cs = ConfState { voters: members.iter().map(|m| m.id).collect(), ..Default::default() };
+    let mut meta = SnapshotMetadata { index: applied, term: 1, ..Default::default() };
     meta.set_conf_state(cs);
     storage.apply_snapshot_meta(&meta)?;
 
