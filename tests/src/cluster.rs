@@ -198,7 +198,7 @@ pub async fn wait_member_list(c: &mut Client, what: &str, pred: impl Fn(&[etcd_c
 /// Polls a member's Status until its isLearner flag equals `want`; false if it does not within 3 s.
 pub async fn learner_flag_becomes(ep: &str, want: bool) -> bool {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
+    while start.elapsed() < Duration::from_secs(15) {
         if status(ep).await.is_ok_and(|s| s.is_learner() == want) {
             return true;
         }

@@ -807,6 +807,8 @@ async fn etcdctl_member_commands_and_cluster_endpoint_status() {
     );
     let all_eps: Vec<String> = eps.iter().cloned().chain([m4.endpoint()]).collect();
     let urls: Vec<String> = urls.into_iter().chain([m4.member.client_url()]).collect();
+    // The promotion is acknowledged once the leader applied it; m4 reports it once m4 has applied it too.
+    assert!(learner_flag_becomes(&m4.endpoint(), false).await, "m4 still reports isLearner after promotion");
     let v = cluster_endpoint_status(&all_eps, &urls, &mut problems);
     let voters =
         v.as_array().map(|a| a.iter().filter(|e| !e["Status"]["isLearner"].as_bool().unwrap_or(false)).count());
