@@ -226,7 +226,10 @@ impl Node {
             return;
         }
         self.read_seq += 1;
-        let ctx = self.read_seq.to_be_bytes().to_vec();
+        // Unique in the cluster: raft-rs drops a read whose context is already pending at the leader, so a
+        // bare counter would collide with another member's.
+        let mut ctx = self.status.id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.read_seq.to_be_bytes());
         self.raw.read_index(ctx.clone());
         let batch = std::mem::take(&mut self.reads_pending);
         self.reads_in_flight.push((ctx, batch));

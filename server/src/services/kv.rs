@@ -37,9 +37,12 @@ impl Kv for KvService {
             self.ctx.raft.linearizable_barrier().await?;
         }
         let store = self.ctx.store.clone();
-        let mut resp = tokio::task::spawn_blocking(move || store.range(&r))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        let mut resp = if r.range_end.is_empty() {
+            // One key: a point lookup, cheaper than a hand-off to the blocking pool.
+            store.range(&r)?
+        } else {
+            tokio::task::spawn_blocking(move || store.range(&r)).await.map_err(|e| Status::internal(e.to_string()))??
+        };
         self.ctx.stamp(&mut resp.header);
         Ok(Response::new(resp))
     }
