@@ -47,6 +47,8 @@ pub struct PeerTransport {
     learned: Arc<Mutex<HashMap<u64, String>>>,
     /// Client TLS for https peer URLs.
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Peers that told us we are in another cluster.
+    rejected_by: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
 /// The first peer URL of `id`: from the member list, else from what its own traffic told us.
@@ -83,6 +85,7 @@ impl PeerTransport {
             my_url,
             learned: Arc::new(Mutex::new(HashMap::new())),
             tls,
+            rejected_by: Arc::new(Mutex::new(Default::default())),
         })
     }
 
@@ -124,6 +127,7 @@ impl PeerTransport {
             learned: self.learned.clone(),
             my_url: self.my_url.clone(),
             tls: self.tls.clone(),
+            rejected_by: self.rejected_by.clone(),
         };
         self.rt.spawn(worker.run(rx));
         q.insert(to, tx.clone());
@@ -264,6 +268,7 @@ struct PeerWorker {
     learned: Arc<Mutex<HashMap<u64, String>>>,
     my_url: String,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    rejected_by: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
 impl PeerWorker {
@@ -321,11 +326,30 @@ impl PeerWorker {
             match call.await {
                 Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
                     tracing::error!(peer = self.to, message = %status.message(), "peer refused our messages");
+                    if status.message().contains("cluster id mismatch") {
+                        self.foreign_cluster(self.to);
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 _ => {}
             }
             self.unreachable(&mut rx);
+        }
+    }
+
+    /// A peer says we belong to another cluster. When most of the other members say so, this member is
+    /// the one that is misconfigured (say, a data dir from another cluster): it refuses to run.
+    fn foreign_cluster(&self, peer: u64) {
+        let mut rejected = self.rejected_by.lock().unwrap_or_else(|p| p.into_inner());
+        rejected.insert(peer);
+        let others = self.members.list().iter().filter(|m| m.id != self.me).count().max(1);
+        if rejected.len() * 2 > others {
+            tracing::error!(
+                cluster_id = %format!("{:x}", self.cluster_id),
+                "the members at this cluster's peer URLs belong to a different cluster; refusing to run (check --data-dir and --initial-cluster-token)"
+            );
+            eprintln!("raftcd: cluster id mismatch with the other members; exiting");
+            std::process::exit(1);
         }
     }
 
