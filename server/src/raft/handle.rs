@@ -126,9 +126,10 @@ impl RaftHandle {
             self.send(Input::ReadIndex(tx)).await?;
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(Ok(index))) => break index,
-                Ok(Ok(Err(Error::NoLeader))) => {
+                // Not served yet under any leader: safe to ask again until the deadline.
+                Ok(Ok(Err(e @ (Error::NoLeader | Error::LeaderChanged)))) => {
                     if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
-                        return Err(Error::NoLeader);
+                        return Err(e);
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

@@ -33,6 +33,8 @@ use crate::raft::transport::Transport;
 /// Entries kept in the log after a log compaction, so slightly lagging followers catch up from the log
 /// rather than a snapshot (etcd's SnapshotCatchUpEntries).
 const CATCH_UP_ENTRIES: u64 = 5000;
+/// An unanswered read-index request is sent again after this long.
+const READ_RETRY: Duration = Duration::from_millis(500);
 /// At most this many queued inputs are taken before producing a Ready.
 const MAX_INPUTS_PER_READY: usize = 4096;
 
@@ -75,7 +77,7 @@ pub struct Node {
     applied_tx: watch::Sender<u64>,
     snapshot_count: u64,
     /// Read-index batches in flight: context -> callers.
-    reads_in_flight: Vec<(Vec<u8>, Vec<ReadWaiter>)>,
+    reads_in_flight: Vec<(Vec<u8>, Vec<ReadWaiter>, Instant)>,
     /// Callers queued since the last batch went out.
     reads_pending: Vec<oneshot::Sender<Result<u64>>>,
     read_seq: u64,
@@ -108,7 +110,8 @@ impl Node {
             snapshot_count: snapshot_count.max(1),
             reads_in_flight: Vec::new(),
             reads_pending: Vec::new(),
-            read_seq: 0,
+            // Random start: a late answer to a read sent before a restart cannot match a new context.
+            read_seq: rand::random::<u64>() >> 1,
             role: StateRole::Follower,
             metrics,
             last_tick: Instant::now(),
@@ -147,6 +150,7 @@ impl Node {
                 }
             }
             self.flush_read_batch();
+            self.retry_stale_reads();
             self.on_ready()?;
             if stop {
                 break;
@@ -232,11 +236,23 @@ impl Node {
         ctx.extend_from_slice(&self.read_seq.to_be_bytes());
         self.raw.read_index(ctx.clone());
         let batch = std::mem::take(&mut self.reads_pending);
-        self.reads_in_flight.push((ctx, batch));
+        self.reads_in_flight.push((ctx, batch, Instant::now()));
+    }
+
+    /// Re-sends read-index requests unanswered for READ_RETRY: raft-rs drops them silently when the
+    /// leader died, has not committed in its term yet, or the term moved (etcd re-sends after 500 ms too).
+    fn retry_stale_reads(&mut self) {
+        let now = Instant::now();
+        for (ctx, _, sent) in self.reads_in_flight.iter_mut() {
+            if now.duration_since(*sent) >= READ_RETRY {
+                self.raw.read_index(ctx.clone());
+                *sent = now;
+            }
+        }
     }
 
     fn fail_reads(&mut self, e: Error) {
-        for (_, batch) in self.reads_in_flight.drain(..) {
+        for (_, batch, _) in self.reads_in_flight.drain(..) {
             for tx in batch {
                 let _ = tx.send(Err(e.clone()));
             }
@@ -255,6 +271,10 @@ impl Node {
         // 2. leader / term
         if let Some(ss) = rd.ss() {
             let (leader, role) = (ss.leader_id, ss.raft_state);
+            if leader != self.status.leader() && !self.reads_in_flight.is_empty() {
+                // The old leader may never answer: callers retry their read with the new one (as etcd).
+                self.fail_reads(Error::LeaderChanged);
+            }
             self.status.set_leader(leader);
             if role != self.role {
                 tracing::info!(?role, leader, term = self.raw.raft.term, "raft role changed");
@@ -310,8 +330,8 @@ impl Node {
         }
 
         for rs in rd.take_read_states() {
-            if let Some(pos) = self.reads_in_flight.iter().position(|(ctx, _)| ctx[..] == rs.request_ctx[..]) {
-                let (_, batch) = self.reads_in_flight.remove(pos);
+            if let Some(pos) = self.reads_in_flight.iter().position(|(ctx, _, _)| ctx[..] == rs.request_ctx[..]) {
+                let (_, batch, _) = self.reads_in_flight.remove(pos);
                 for tx in batch {
                     let _ = tx.send(Ok(rs.index));
                 }
