@@ -41,7 +41,9 @@ impl Kv for KvService {
             // One key: a point lookup, cheaper than a hand-off to the blocking pool.
             store.range(&r)?
         } else {
-            tokio::task::spawn_blocking(move || store.range(&r)).await.map_err(|e| Status::internal(e.to_string()))??
+            tokio::task::spawn_blocking(move || store.range(&r))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??
         };
         self.ctx.stamp(&mut resp.header);
         Ok(Response::new(resp))
