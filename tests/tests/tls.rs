@@ -24,6 +24,30 @@ fn gen_certs(dir: &Path, names: &[&str]) {
     assert!(st.success());
 }
 
+/// A single member serving https on its client port with `certs`/server.pem, plus `extra` flags; returns
+/// its client port and process.
+fn start_https_single(dir: &Path, certs: &Path, extra: &[&str]) -> (u16, Child) {
+    let (cp, pp) = (free_port(), free_port());
+    let url = format!("https://127.0.0.1:{cp}");
+    let peer = format!("http://127.0.0.1:{pp}");
+    let child = Command::new(workspace_bin("raftcd"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .arg("--cert-file")
+        .arg(certs.join("server.pem"))
+        .arg("--key-file")
+        .arg(certs.join("server-key.pem"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (cp, child)
+}
+
 fn etcdctl(endpoint: &str, tls: &[(&str, PathBuf)], args: &[&str]) -> Output {
     let mut cmd = Command::new(etcdctl_path().unwrap());
     cmd.env("ETCDCTL_API", "3").args(["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "5s"]);
@@ -59,26 +83,10 @@ fn mutual_tls_admits_only_trusted_clients() {
     let other = dir.path().join("other");
     gen_certs(&certs, &["server", "client"]);
     gen_certs(&other, &["client"]);
-    let (cp, pp) = (free_port(), free_port());
+    let ca = certs.join("ca.pem");
+    let (cp, child) =
+        start_https_single(dir.path(), &certs, &["--trusted-ca-file", ca.to_str().unwrap(), "--client-cert-auth"]);
     let url = format!("https://127.0.0.1:{cp}");
-    let child = Command::new(workspace_bin("raftcd"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{pp}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{pp}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{pp}")])
-        .arg("--cert-file")
-        .arg(certs.join("server.pem"))
-        .arg("--key-file")
-        .arg(certs.join("server-key.pem"))
-        .arg("--trusted-ca-file")
-        .arg(certs.join("ca.pem"))
-        .arg("--client-cert-auth")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let _k = Kill(vec![child]);
     let good =
         [("cacert", certs.join("ca.pem")), ("cert", certs.join("client.pem")), ("key", certs.join("client-key.pem"))];
@@ -188,23 +196,8 @@ fn rotated_certificates_are_used_without_restart() {
     let next = dir.path().join("next");
     gen_certs(&live, &["server", "client"]);
     gen_certs(&next, &["server", "client"]);
-    let (cp, pp) = (free_port(), free_port());
+    let (cp, child) = start_https_single(dir.path(), &live, &[]);
     let url = format!("https://127.0.0.1:{cp}");
-    let child = Command::new(workspace_bin("raftcd"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{pp}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{pp}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{pp}")])
-        .arg("--cert-file")
-        .arg(live.join("server.pem"))
-        .arg("--key-file")
-        .arg(live.join("server-key.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let _k = Kill(vec![child]);
     let old = [("cacert", live.join("ca.pem"))];
     let new = [("cacert", next.join("ca.pem"))];
