@@ -170,3 +170,72 @@ fn leader_failover_does_not_expire_leases() {
         assert_eq!(c.get("survives", None).await.unwrap().kvs().len(), 1);
     });
 }
+
+/// Scenario: with --max-request-bytes 16384, eight 3 KB keys are deleted in one revision. Watchers that
+/// asked for prev_kv get 24 KB of events for it: one created with `fragment` receives the revision in
+/// several responses, one without it in a single response; both get all 8 events.
+#[test]
+fn large_revisions_are_fragmented_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = raftcd_tests::RaftcdProcess::start_single(dir.path(), &["--max-request-bytes", "16384"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = raftcd_tests::client::connect(&p.endpoint()).await;
+        for i in 0..8 {
+            c.put(format!("big/{i}"), vec![b'x'; 3000], None).await.unwrap();
+        }
+        let opts = WatchOptions::new().with_prefix().with_prev_key();
+        let mut frag = c.watch("big/", Some(opts.clone().with_fragment())).await.unwrap();
+        let mut whole = c.watch("big/", Some(opts)).await.unwrap();
+        c.delete("big/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+        let mut counts = Vec::new();
+        for s in [&mut frag, &mut whole] {
+            let (mut responses, mut events) = (0, 0);
+            while events < 8 {
+                let r = tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap().unwrap().unwrap();
+                if !r.events().is_empty() {
+                    assert!(r.events().iter().all(|e| e.prev_kv().is_some()), "prev_kv missing");
+                    responses += 1;
+                    events += r.events().len();
+                }
+            }
+            counts.push((responses, events));
+        }
+        assert_eq!((counts[0].1, counts[1].1), (8, 8));
+        assert!(counts[0].0 > 1, "a fragmenting watcher got the 24 KB revision in {} response(s)", counts[0].0);
+        assert_eq!(counts[1].0, 1, "a watcher without fragment gets one response per revision");
+    });
+}
+
+/// Scenario: a watch opened with `hasleader=true` metadata on m3; m1 and m2 are killed; once m3 knows no
+/// leader, the stream ends with Unavailable "etcdserver: no leader".
+#[test]
+fn hasleader_watch_is_cancelled_without_a_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = RaftcdCluster::start(dir.path(), 3, &["--heartbeat-interval", "50", "--election-timeout", "500"]);
+    let eps = cluster.endpoints();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        wait_leader(&eps, None, Duration::from_secs(10)).await.unwrap();
+        let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
+        let mut c = Client::connect([eps[2].clone()], Some(opts)).await.unwrap();
+        let mut s = c.watch("hl", None).await.unwrap();
+        c.put("hl", "1", None).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), s.message()).await.unwrap();
+        assert!(first.is_ok(), "the watch works while there is a leader");
+        cluster.members[0].kill();
+        cluster.members[1].kill();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), s.message()).await {
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("etcdserver: no leader"), "unexpected error: {msg}");
+                    break;
+                }
+                Ok(Ok(None)) => panic!("stream ended without etcd's no-leader error"),
+                _ => assert!(Instant::now() < deadline, "watch not cancelled without a leader"),
+            }
+        }
+    });
+}
