@@ -291,11 +291,9 @@ where
             }
 
             Frame::Priority(_) => {
-                /*
-                v.encode(self.buf.get_mut());
-                tracing::trace!("encoded priority; rem={:?}", self.buf.remaining());
-                */
-                unimplemented!();
+                // raftcd patch: h2 never queues outbound PRIORITY frames (no API creates one), and PRIORITY
+                // is advisory in HTTP/2; dropping one is safe where upstream would panic.
+                tracing::debug!("dropping an outbound PRIORITY frame");
             }
             Frame::Reset(v) => {
                 v.encode(self.buf.get_mut());
