@@ -8,25 +8,26 @@ use std::time::{Duration, Instant};
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// A TCP port on 127.0.0.1 that was free a moment ago. Ports are handed out from a per-process range
-/// (derived from the pid) so concurrent test binaries rarely collide, and each is probed by binding it.
+/// Ports per test process; blocks are chosen by pid so concurrent test binaries rarely share one.
+const PORT_BLOCK: u16 = 200;
+/// First port handed out. Everything stays between 10000 and 32000, below the kernel's ephemeral range
+/// (32768-60999 by default): a port from that range can be taken at any moment as the source port of some
+/// unrelated outgoing connection (or even self-connect to our own probe), which made a member fail to bind.
+const PORT_BASE: u16 = 10000;
+const PORT_BLOCKS: u32 = 110;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago. Ports come from this process's block (derived from
+/// the pid), wrapping around inside it, and each is probed by binding it.
 pub fn free_port() -> u16 {
-    loop {
-        let base = 20000 + (std::process::id() % 400) as u16 * 100;
+    let base = PORT_BASE + (std::process::id() % PORT_BLOCKS) as u16 * PORT_BLOCK;
+    for _ in 0..PORT_BLOCK as u32 * 4 {
         let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let port = base + (n % 100);
-        if n >= 100 {
-            // Fall back to the kernel's choice once our range is used up.
-            if let Ok(l) = TcpListener::bind("127.0.0.1:0") {
-                if let Ok(a) = l.local_addr() {
-                    return a.port();
-                }
-            }
-        }
+        let port = base + (n % PORT_BLOCK);
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port in {base}..{}", base + PORT_BLOCK);
 }
 
 /// Path of a binary built by this workspace (target/debug or target/release, whichever matches this test
