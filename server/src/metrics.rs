@@ -53,6 +53,8 @@ pub struct Metrics {
     pub wal_fsync: Histogram,
     pub backend_commit: Histogram,
     pub snapshots_sent: AtomicU64,
+    /// grpc_server_started_total / grpc_server_handled_total.
+    pub grpc: crate::grpc_metrics::GrpcMetrics,
 }
 
 impl Default for Metrics {
@@ -65,6 +67,7 @@ impl Default for Metrics {
             wal_fsync: Histogram::exponential(0.001, 2.0, 14),
             backend_commit: Histogram::exponential(0.001, 2.0, 14),
             snapshots_sent: AtomicU64::new(0),
+            grpc: Default::default(),
         }
     }
 }
@@ -203,6 +206,7 @@ impl Metrics {
         gauge(&mut out, "process_resident_memory_bytes", "Resident memory size in bytes.", rss);
         gauge(&mut out, "process_open_fds", "Number of open file descriptors.", fds);
         counter(&mut out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", cpu as u64);
+        self.grpc.render(&mut out);
         out
     }
 }

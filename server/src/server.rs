@@ -344,6 +344,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+            .layer(crate::grpc_metrics::GrpcMetricsLayer(ctx.metrics.clone()))
             .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_msg))
             .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg))
             .add_service(LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg))

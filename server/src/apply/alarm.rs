@@ -23,6 +23,15 @@ fn key(member: u64, alarm: i32) -> Vec<u8> {
     k
 }
 
+/// The alarm's name as etcd prints it (NOSPACE, CORRUPT).
+fn alarm_name(alarm: i32) -> &'static str {
+    match AlarmType::try_from(alarm) {
+        Ok(AlarmType::Nospace) => "NOSPACE",
+        Ok(AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
 impl Alarms {
     /// Loads the persisted alarms.
     pub fn load(store: &Store) -> Result<Alarms> {
@@ -76,7 +85,13 @@ impl Alarms {
                 if req.alarm == AlarmType::None as i32 {
                     return Ok(vec![]);
                 }
-                set.insert((req.member_id, req.alarm));
+                if set.insert((req.member_id, req.alarm)) {
+                    tracing::warn!(
+                        member = format_args!("{:x}", req.member_id),
+                        alarm = alarm_name(req.alarm),
+                        "alarm raised"
+                    );
+                }
                 txn.set_meta(&key(req.member_id, req.alarm), Some(vec![1]));
                 Ok(vec![AlarmMember { member_id: req.member_id, alarm: req.alarm }])
             }
@@ -91,6 +106,7 @@ impl Alarms {
                     .collect();
                 for t in &targets {
                     set.remove(t);
+                    tracing::warn!(member = format_args!("{:x}", t.0), alarm = alarm_name(t.1), "alarm disarmed");
                     txn.set_meta(&key(t.0, t.1), None);
                 }
                 Ok(targets.into_iter().map(|(m, a)| AlarmMember { member_id: m, alarm: a }).collect())

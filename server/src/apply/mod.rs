@@ -232,6 +232,7 @@ impl Applier {
             Op::LeaseCheckpoints(_) => Ok(ApplyResult::None),
             Op::MemberPeerUrls(m) => match self.members.get(m.id) {
                 Some(mut member) => {
+                    tracing::info!(member = format_args!("{:x}", m.id), peer_urls = ?m.peer_urls, "updated member");
                     member.peer_ur_ls = m.peer_urls;
                     self.members.apply_upsert(&mut txn, member);
                     Ok(ApplyResult::Members(None, self.members.list()))
@@ -284,12 +285,30 @@ impl Applier {
                         (Some(c), None) => decode_member(&c.encode_to_vec())?,
                         (None, None) => Member { id: change.node_id, ..Default::default() },
                     };
+                    let what = match (m.is_learner, learner, self.members.get(change.node_id).is_some()) {
+                        (true, false, true) => "promoted member",
+                        (_, _, true) => "updated member",
+                        (_, true, false) => "added learner member",
+                        (_, false, false) => "added member",
+                    };
                     m.is_learner = learner;
+                    tracing::info!(
+                        member = format_args!("{:x}", m.id),
+                        name = %m.name,
+                        peer_urls = ?m.peer_ur_ls,
+                        index = entry.index,
+                        "{what}"
+                    );
                     concerned = Some(m.clone());
                     self.members.apply_upsert(&mut txn, m);
                 }
                 ConfChangeType::RemoveNode => {
                     concerned = self.members.get(change.node_id);
+                    tracing::info!(
+                        member = format_args!("{:x}", change.node_id),
+                        index = entry.index,
+                        "removed member"
+                    );
                     self.members.apply_remove(&mut txn, change.node_id);
                 }
             }

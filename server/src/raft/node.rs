@@ -275,6 +275,15 @@ impl Node {
                 // The old leader may never answer: callers retry their read with the new one (as etcd).
                 self.fail_reads(Error::LeaderChanged);
             }
+            let previous = self.status.leader();
+            if leader != previous {
+                let term = self.raw.raft.term;
+                if leader == 0 {
+                    tracing::warn!(previous_leader = format_args!("{previous:x}"), term, "lost leader");
+                } else {
+                    tracing::info!(leader = format_args!("{leader:x}"), term, "elected leader");
+                }
+            }
             self.status.set_leader(leader);
             if role != self.role {
                 tracing::info!(?role, leader, term = self.raw.raft.term, "raft role changed");
