@@ -41,6 +41,8 @@ const SERVER_UNAVAILABLE_ROUNDS: usize = 2;
 struct Slot {
     url: String,
     endpoint: Endpoint,
+    /// Set for `--insecure-skip-tls-verify`: the connector that does the non-verifying TLS handshake.
+    insecure: Option<crate::insecure::InsecureTlsConnector>,
     channel: Mutex<Option<Channel>>,
     failed_at: Mutex<Option<Instant>>,
 }
@@ -71,9 +73,6 @@ pub(crate) fn endpoint_url(ep: &str, tls: bool) -> Result<String> {
 
 /// tonic's TLS config from the options (PEM files read now, so a bad path fails up front).
 fn tls_config(t: &crate::options::TlsOptions) -> Result<tonic::transport::ClientTlsConfig> {
-    if t.insecure_skip_verify {
-        return Err(Error::TlsNotSupported);
-    }
     let read = |p: &str| std::fs::read(p).map_err(|e| Error::InvalidArgument(format!("open {p}: {e}")));
     let mut cfg = tonic::transport::ClientTlsConfig::new();
     if let Some(ca) = &t.ca {
@@ -89,6 +88,12 @@ fn tls_config(t: &crate::options::TlsOptions) -> Result<tonic::transport::Client
 
 impl Pool {
     pub(crate) fn new(endpoints: &[String], opts: ConnectOptions) -> Result<Pool> {
+        let insecure = match &opts.tls {
+            Some(t) if t.insecure_skip_verify => {
+                Some(crate::insecure::InsecureTlsConnector::new(t.cert.as_deref(), t.key.as_deref())?)
+            }
+            _ => None,
+        };
         let tls = opts.tls.as_ref().map(tls_config).transpose()?;
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("at least one endpoint is required".into()));
@@ -96,11 +101,14 @@ impl Pool {
         let mut slots = Vec::with_capacity(endpoints.len());
         for ep in endpoints {
             let url = endpoint_url(ep, tls.is_some())?;
-            let mut endpoint = Endpoint::from_shared(url.clone())
+            // With skip-verify our connector does TLS, so tonic is given the plain-http form of the URL.
+            let insecure = insecure.clone().filter(|_| url.starts_with("https://"));
+            let dial_url = if insecure.is_some() { url.replacen("https://", "http://", 1) } else { url.clone() };
+            let mut endpoint = Endpoint::from_shared(dial_url)
                 .map_err(|e| Error::InvalidArgument(format!("bad endpoint {ep:?}: {e}")))?
                 .connect_timeout(opts.dial_timeout)
                 .tcp_nodelay(true);
-            if url.starts_with("https://") {
+            if url.starts_with("https://") && insecure.is_none() {
                 let cfg = tls.clone().unwrap_or_default();
                 endpoint = endpoint.tls_config(cfg).map_err(|e| Error::InvalidArgument(format!("tls: {e}")))?;
             }
@@ -110,7 +118,7 @@ impl Pool {
                     .keep_alive_timeout(ka.timeout)
                     .keep_alive_while_idle(true);
             }
-            slots.push(Slot { url, endpoint, channel: Mutex::new(None), failed_at: Mutex::new(None) });
+            slots.push(Slot { url, endpoint, insecure, channel: Mutex::new(None), failed_at: Mutex::new(None) });
         }
         Ok(Pool { slots, preferred: AtomicUsize::new(0), opts, token: Mutex::new(None) })
     }
@@ -164,7 +172,13 @@ impl Pool {
         if let Some(c) = self.slots[idx].channel.lock().expect("channel lock").clone() {
             return Ok(c);
         }
-        let dial = self.slots[idx].endpoint.connect();
+        let slot = &self.slots[idx];
+        let dial = async {
+            match &slot.insecure {
+                Some(connector) => slot.endpoint.connect_with_connector(connector.clone()).await,
+                None => slot.endpoint.connect().await,
+            }
+        };
         let res = match deadline {
             Some(d) => match tokio::time::timeout_at(d.into(), dial).await {
                 Ok(r) => r,
@@ -392,6 +406,8 @@ mod tests {
         assert!(matches!(Pool::new(&["a:1".into()], opts).err(), Some(Error::InvalidArgument(_))));
         let skip = crate::options::TlsOptions { insecure_skip_verify: true, ..Default::default() };
         let opts = ConnectOptions { tls: Some(skip), ..Default::default() };
-        assert_eq!(Pool::new(&["a:1".into()], opts).err(), Some(Error::TlsNotSupported));
+        let pool = Pool::new(&["a:1".into()], opts).unwrap();
+        assert_eq!(pool.urls(), vec!["https://a:1".to_string()], "skip-verify still speaks https");
+        assert!(pool.slots[0].insecure.is_some());
     }
 }

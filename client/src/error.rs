@@ -29,9 +29,6 @@ pub enum Error {
     /// An option or argument the client cannot use (bad endpoint URL, empty endpoint list, ...).
     #[error("{0}")]
     InvalidArgument(String),
-    /// A TLS option this client cannot honour (skipping server verification).
-    #[error("--insecure-skip-tls-verify is not supported: give the server's CA with --cacert")]
-    TlsNotSupported,
     /// A watch or keep-alive stream ended (server closed it, or the handle was dropped).
     #[error("{0}")]
     StreamClosed(String),

@@ -19,6 +19,7 @@ mod auth;
 mod cluster;
 mod conn;
 mod error;
+mod insecure;
 mod kv;
 mod lease;
 mod maintenance;

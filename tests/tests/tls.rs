@@ -209,3 +209,48 @@ fn rotated_certificates_are_used_without_restart() {
     wait_ready(&url, &new);
     assert!(!etcdctl(&url, &old, &["get", "k"]).status.success(), "old CA still accepted after rotation");
 }
+
+/// Scenario: a member whose certificate comes from a CA the client does not have. Without --cacert both
+/// Debian's etcdctl and etcdctl-rs refuse it; with --insecure-skip-tls-verify both connect over TLS and print
+/// the same thing, also presenting a client certificate to a --client-cert-auth member.
+#[test]
+fn insecure_skip_tls_verify_matches_etcdctl() {
+    if etcdctl_path().is_none() {
+        assert!(skip_allowed(), "etcdctl not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    gen_certs(&certs, &["server", "client"]);
+    let ca = certs.join("ca.pem");
+    let (cp, child) =
+        start_https_single(dir.path(), &certs, &["--trusted-ca-file", ca.to_str().unwrap(), "--client-cert-auth"]);
+    let _k = Kill(vec![child]);
+    let url = format!("https://127.0.0.1:{cp}");
+    let client_cert = [("cert", certs.join("client.pem")), ("key", certs.join("client-key.pem"))];
+    let mut trusted = client_cert.to_vec();
+    trusted.push(("cacert", ca.clone()));
+    wait_ready(&url, &trusted);
+    ok(&etcdctl(&url, &trusted, &["put", "skip/k", "v"]));
+    let rs = |tls: &[(&str, PathBuf)], args: &[&str]| {
+        let mut cmd = Command::new(workspace_bin("etcdctl-rs"));
+        cmd.args(["--endpoints", &url, "--dial-timeout", "2s", "--command-timeout", "5s"]);
+        for (flag, path) in tls {
+            cmd.arg(format!("--{flag}={}", path.display()));
+        }
+        cmd.args(args).output().unwrap()
+    };
+    step!("an unknown server CA is refused by both");
+    assert!(!etcdctl(&url, &client_cert, &["get", "skip/k"]).status.success(), "etcdctl trusted an unknown CA");
+    assert!(!rs(&client_cert, &["get", "skip/k"]).status.success(), "etcdctl-rs trusted an unknown CA");
+    step!("--insecure-skip-tls-verify: both connect and print the same");
+    let args = ["--insecure-skip-tls-verify", "get", "skip/k"];
+    let theirs = ok(&etcdctl(&url, &client_cert, &args));
+    let ours = ok(&rs(&client_cert, &args));
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, "skip/k\nv\n");
+    step!("skip-verify still needs the client certificate the member demands");
+    let no_cert = ["--insecure-transport=false", "--insecure-skip-tls-verify", "get", "skip/k"];
+    assert!(!rs(&[], &no_cert).status.success(), "etcdctl-rs got in without a client certificate");
+    assert!(!etcdctl(&url, &[], &no_cert).status.success(), "etcdctl got in without a client certificate");
+}
