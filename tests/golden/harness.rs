@@ -72,6 +72,18 @@ impl Member {
         advertised_peer: &str,
         initial_cluster: &str,
     ) -> Member {
+        Member::start_with_args(bin, name, peer_port, advertised_peer, initial_cluster, &[])
+    }
+
+    /// Like `start_with`, plus extra flags (e.g. `--initial-cluster-state existing` for a joining member).
+    pub(crate) fn start_with_args(
+        bin: &std::path::Path,
+        name: &str,
+        peer_port: u16,
+        advertised_peer: &str,
+        initial_cluster: &str,
+        extra: &[&str],
+    ) -> Member {
         let dir = tempfile::tempdir().expect("tempdir");
         let client_port = free_port();
         let endpoint = format!("127.0.0.1:{client_port}");
@@ -84,6 +96,7 @@ impl Member {
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
             .args(["--initial-advertise-peer-urls", advertised_peer])
             .args(["--initial-cluster", initial_cluster])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

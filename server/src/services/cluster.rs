@@ -1,5 +1,8 @@
 //! etcdserverpb.Cluster: member list and membership changes through raft conf changes.
 //!
+//! Response headers carry no revision (revision 0), as etcd's cluster server fills only the cluster id,
+//! member id and raft term: `member list -w json` prints the same header as etcd's.
+//!
 //! Changes are decided on the leader (a follower forwards the RPC), because only the leader knows which
 //! members are alive for the strict reconfiguration check: a change must leave a quorum of the new
 //! configuration among the members that are up, or it fails with "etcdserver: unhealthy cluster".
@@ -130,7 +133,7 @@ impl Cluster for ClusterService {
         let change = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
         let (added, members) = self.change(change, &member).await?;
         Ok(Response::new(MemberAddResponse {
-            header: Some(self.ctx.header(self.ctx.store.current_revision())),
+            header: Some(self.ctx.header(0)),
             member: Some(added.unwrap_or(member)),
             members,
         }))
@@ -147,10 +150,7 @@ impl Cluster for ClusterService {
             }
         }
         let (_, members) = self.change(ConfChangeType::RemoveNode, &member).await?;
-        Ok(Response::new(MemberRemoveResponse {
-            header: Some(self.ctx.header(self.ctx.store.current_revision())),
-            members,
-        }))
+        Ok(Response::new(MemberRemoveResponse { header: Some(self.ctx.header(0)), members }))
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
@@ -166,10 +166,9 @@ impl Cluster for ClusterService {
         }
         let op = Op::MemberPeerUrls(MemberPeerUrls { id: r.id, peer_urls: r.peer_ur_ls });
         match self.ctx.propose(op).await? {
-            ApplyResult::Members(_, members) => Ok(Response::new(MemberUpdateResponse {
-                header: Some(self.ctx.header(self.ctx.store.current_revision())),
-                members,
-            })),
+            ApplyResult::Members(_, members) => {
+                Ok(Response::new(MemberUpdateResponse { header: Some(self.ctx.header(0)), members }))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -178,10 +177,7 @@ impl Cluster for ClusterService {
         if req.into_inner().linearizable {
             self.ctx.raft.linearizable_barrier().await?;
         }
-        Ok(Response::new(MemberListResponse {
-            header: Some(self.ctx.header(self.ctx.store.current_revision())),
-            members: self.ctx.members.list(),
-        }))
+        Ok(Response::new(MemberListResponse { header: Some(self.ctx.header(0)), members: self.ctx.members.list() }))
     }
 
     async fn member_promote(
@@ -208,9 +204,6 @@ impl Cluster for ClusterService {
         }
         member.is_learner = false;
         let (_, members) = self.change(ConfChangeType::AddNode, &member).await?;
-        Ok(Response::new(MemberPromoteResponse {
-            header: Some(self.ctx.header(self.ctx.store.current_revision())),
-            members,
-        }))
+        Ok(Response::new(MemberPromoteResponse { header: Some(self.ctx.header(0)), members }))
     }
 }
