@@ -9,6 +9,7 @@ pub mod apply;
 pub mod auto_compaction;
 pub mod config;
 pub mod corruption;
+pub mod defrag;
 pub mod error;
 pub mod failpoints;
 pub mod grpc_metrics;

@@ -156,6 +156,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let member_client_tls = client_tls.as_ref().map(crate::tls::client_config).transpose()?;
     let data_dir = std::path::PathBuf::from(cfg.data_dir());
     let db_path = data_dir.join("member").join("db");
+    crate::defrag::recover(&data_dir)?;
     std::fs::create_dir_all(&db_path).map_err(|e| Error::Storage(format!("{}: {e}", db_path.display())))?;
     let db = sled::Config::new().path(&db_path).cache_capacity(256 * 1024 * 1024).flush_every_ms(None).open()?;
     let local = db.open_tree("local")?;

@@ -1,5 +1,6 @@
 //! `raftcd-util`: offline tools over snapshot files and data dirs, as etcd's `etcdutl`:
-//! `snapshot status FILE [-w simple|json|table]` and `snapshot restore FILE --name ... --data-dir ...`.
+//! `snapshot status FILE [-w simple|json|table]`, `snapshot restore FILE --name ... --data-dir ...` and
+//! `defrag --data-dir DIR`.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,12 @@ enum Cmd {
     Snapshot {
         #[command(subcommand)]
         cmd: SnapshotCmd,
+    },
+    /// Defragments the data dir of a stopped member (rewrites its database keeping only live data).
+    Defrag {
+        /// Path to the data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
     /// Writes a CA (ca.pem, ca-key.pem) and certificates signed by it (NAME.pem, NAME-key.pem; CN = NAME,
     /// usable for server and client auth) for a local secure cluster or tests.
@@ -73,6 +80,9 @@ enum SnapshotCmd {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Defrag { data_dir } => raftcd::defrag::defrag_data_dir(&data_dir)
+            .map(|_| println!("Finished defragmenting etcd data[{}]", data_dir.display()))
+            .map_err(|e| e.to_string()),
         Cmd::GenCerts { dir, certs } => {
             let certs: Vec<(String, Vec<String>)> = certs
                 .iter()

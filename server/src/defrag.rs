@@ -1,0 +1,218 @@
+//! Offline defragmentation of a member's data dir (`etcdctl defrag --data-dir`, `etcdutl defrag`).
+//!
+//! sled never shrinks its file: deleted and compacted data leave dead pages behind. Rewriting every tree
+//! into a fresh database keeps only live data. The member must be stopped (sled's exclusive file lock makes
+//! a running member's data dir fail to open, so a running member is never touched).
+//!
+//! Crash safety: the copy is written to `member/db.defrag.tmp`, flushed, and renamed to `member/db.defrag`
+//! (complete from then on). Then `db` is renamed to `db.old` and `db.defrag` to `db`, and `db.old` removed.
+//! [`recover`] runs before a member opens its database and finishes or rolls back an interrupted swap:
+//! a complete `db.defrag` without a `db` becomes `db`; a lone `db.old` goes back to `db`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Sizes before and after, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefragReport {
+    pub before: u64,
+    pub after: u64,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Storage(format!("{}: {e}", path.display()))
+}
+
+/// Total size of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+struct Paths {
+    member: PathBuf,
+    db: PathBuf,
+    tmp: PathBuf,
+    done: PathBuf,
+    old: PathBuf,
+}
+
+fn paths(data_dir: &Path) -> Paths {
+    let member = data_dir.join("member");
+    Paths {
+        db: member.join("db"),
+        tmp: member.join("db.defrag.tmp"),
+        done: member.join("db.defrag"),
+        old: member.join("db.old"),
+        member,
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| io_err(dir, e))
+}
+
+/// Finishes or rolls back a defragmentation that a crash interrupted. Safe to call on any data dir.
+pub fn recover(data_dir: &Path) -> Result<()> {
+    let p = paths(data_dir);
+    if !p.db.exists() {
+        if p.done.exists() {
+            tracing::warn!(dir = %p.member.display(), "finishing an interrupted defragmentation");
+            std::fs::rename(&p.done, &p.db).map_err(|e| io_err(&p.done, e))?;
+        } else if p.old.exists() {
+            tracing::warn!(dir = %p.member.display(), "rolling back an interrupted defragmentation");
+            std::fs::rename(&p.old, &p.db).map_err(|e| io_err(&p.old, e))?;
+        }
+        if p.member.exists() {
+            sync_dir(&p.member)?;
+        }
+    }
+    for leftover in [&p.tmp, &p.old, &p.done] {
+        if p.db.exists() && leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(|e| io_err(leftover, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the member database under `data_dir` keeping only live data.
+pub fn defrag_data_dir(data_dir: &Path) -> Result<DefragReport> {
+    let p = paths(data_dir);
+    if !p.db.is_dir() {
+        return Err(Error::InvalidArgument(format!("{} is not a raftcd data dir (no member/db)", data_dir.display())));
+    }
+    recover(data_dir)?;
+    let before = dir_size(&p.db);
+    {
+        let old = sled::Config::new().path(&p.db).open().map_err(|e| {
+            // sled wraps the failed flock in an io error of its own wording.
+            if e.to_string().contains("could not acquire lock") {
+                Error::InvalidArgument(format!("{} is in use (stop the member first)", data_dir.display()))
+            } else {
+                Error::from(e)
+            }
+        })?;
+        if p.tmp.exists() {
+            std::fs::remove_dir_all(&p.tmp).map_err(|e| io_err(&p.tmp, e))?;
+        }
+        let fresh = sled::Config::new().path(&p.tmp).open()?;
+        fresh.import(old.export());
+        fresh.flush()?;
+        check_same(&old, &fresh)?;
+    }
+    sync_dir(&p.member)?;
+    std::fs::rename(&p.tmp, &p.done).map_err(|e| io_err(&p.tmp, e))?;
+    sync_dir(&p.member)?;
+    crate::failpoint!("defrag-before-swap");
+    std::fs::rename(&p.db, &p.old).map_err(|e| io_err(&p.db, e))?;
+    std::fs::rename(&p.done, &p.db).map_err(|e| io_err(&p.done, e))?;
+    sync_dir(&p.member)?;
+    std::fs::remove_dir_all(&p.old).map_err(|e| io_err(&p.old, e))?;
+    let after = dir_size(&p.db);
+    tracing::info!(dir = %data_dir.display(), before, after, "defragmented");
+    Ok(DefragReport { before, after })
+}
+
+/// Every tree of `a` has exactly the same entries in `b` (the copy is verified before it replaces anything).
+fn check_same(a: &sled::Db, b: &sled::Db) -> Result<()> {
+    let mut names_a = a.tree_names();
+    let mut names_b = b.tree_names();
+    names_a.sort();
+    names_b.sort();
+    if names_a != names_b {
+        return Err(Error::Storage("defrag: the copy has different trees".into()));
+    }
+    for name in names_a {
+        let (ta, tb) = (a.open_tree(&name)?, b.open_tree(&name)?);
+        let mut ia = ta.iter();
+        let mut ib = tb.iter();
+        loop {
+            match (ia.next().transpose()?, ib.next().transpose()?) {
+                (None, None) => break,
+                (Some(x), Some(y)) if x == y => {}
+                _ => return Err(Error::Storage("defrag: the copy differs from the original".into())),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let db = sled::open(dir.join("member").join("db")).unwrap();
+        let t = db.open_tree("state").unwrap();
+        for i in 0..2000u32 {
+            t.insert(i.to_be_bytes(), vec![7u8; 2000]).unwrap();
+        }
+        for i in 0..1900u32 {
+            t.remove(i.to_be_bytes()).unwrap();
+        }
+        db.open_tree("local").unwrap().insert("id", "x").unwrap();
+        db.flush().unwrap();
+        t.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+    }
+
+    #[test]
+    fn keeps_live_data_and_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = fill(dir.path());
+        let r = defrag_data_dir(dir.path()).unwrap();
+        assert!(r.after < r.before, "{r:?}");
+        let db = sled::open(dir.path().join("member").join("db")).unwrap();
+        let t = db.open_tree("state").unwrap();
+        let got: Vec<_> = t.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        assert_eq!(got, live);
+        assert_eq!(db.open_tree("local").unwrap().get("id").unwrap().unwrap(), "x".as_bytes());
+        for leftover in ["db.old", "db.defrag", "db.defrag.tmp"] {
+            assert!(!dir.path().join("member").join(leftover).exists(), "{leftover} left behind");
+        }
+    }
+
+    #[test]
+    fn refuses_an_open_data_dir_and_a_non_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let _open = sled::open(dir.path().join("member").join("db")).unwrap();
+        let err = defrag_data_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use"), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(defrag_data_dir(empty.path()).unwrap_err().to_string().contains("not a raftcd data dir"));
+    }
+
+    #[test]
+    fn recover_finishes_or_rolls_back_a_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = fill(dir.path());
+        let p = paths(dir.path());
+        // Crash after db -> db.old, before db.defrag -> db: the complete copy wins.
+        std::fs::rename(&p.db, &p.old).unwrap();
+        std::fs::create_dir_all(&p.done).unwrap();
+        {
+            let old = sled::open(&p.old).unwrap();
+            let fresh = sled::open(&p.done).unwrap();
+            fresh.import(old.export());
+            fresh.flush().unwrap();
+        }
+        recover(dir.path()).unwrap();
+        assert!(p.db.exists() && !p.old.exists() && !p.done.exists());
+        let db = sled::open(&p.db).unwrap();
+        assert_eq!(db.open_tree("state").unwrap().len(), live.len());
+        drop(db);
+        // Crash after db -> db.old with no complete copy: roll back.
+        std::fs::rename(&p.db, &p.old).unwrap();
+        std::fs::create_dir_all(&p.tmp).unwrap();
+        recover(dir.path()).unwrap();
+        assert!(p.db.exists() && !p.old.exists() && !p.tmp.exists());
+        assert_eq!(sled::open(&p.db).unwrap().open_tree("state").unwrap().len(), live.len());
+    }
+}
