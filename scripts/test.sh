@@ -5,5 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export CARGO_TERM_COLOR=never
+# A raftcd with the failpoints compiled in, for the jepsen failpoint faults (kept next to the normal one).
+cargo build -p raftcd --bin raftcd --features failpoints
+cp target/debug/raftcd target/debug/raftcd-failpoints
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast -- --test-threads 2

@@ -145,6 +145,8 @@ struct Proc {
     paused: bool,
     /// Removed from the cluster (membership change in progress): not to be restarted by heal.
     removed: bool,
+    /// Started with this failpoint armed (RAFTCD_FAILPOINTS): its abort is expected, not an anomaly.
+    armed: Option<String>,
 }
 
 /// How a member is started.
@@ -241,6 +243,12 @@ impl Cluster {
 
     /// Starts member i (no-op if it runs). Returns at once; see [`Cluster::wait_listening`].
     pub fn start(&self, i: usize, state: ClusterState) -> Result<()> {
+        self.start_armed(i, state, None)
+    }
+
+    /// Starts member i with `failpoint` armed (the binary must be built with `--features failpoints`): the
+    /// member aborts, like kill -9, when it reaches that point.
+    pub fn start_armed(&self, i: usize, state: ClusterState, failpoint: Option<&str>) -> Result<()> {
         let mut procs = self.procs();
         if let Some(c) = procs[i].child.as_mut() {
             if matches!(c.try_wait(), Ok(None)) {
@@ -248,7 +256,7 @@ impl Cluster {
             }
             let pid = c.id();
             if let Ok(st) = c.wait() {
-                if !procs[i].removed {
+                if !procs[i].removed && procs[i].armed.is_none() {
                     self.note_exit(i, st);
                 }
             }
@@ -289,9 +297,13 @@ impl Cluster {
         argv.extend(self.extra_args.iter().cloned());
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        match failpoint {
+            Some(f) => cmd.env("RAFTCD_FAILPOINTS", f),
+            None => cmd.env_remove("RAFTCD_FAILPOINTS"),
+        };
         let child = self.spawner.spawn(cmd).with_context(|| format!("starting {}", argv.join(" ")))?;
         registry().pids.insert(child.id());
-        procs[i] = Proc { child: Some(child), paused: false, removed: false };
+        procs[i] = Proc { child: Some(child), paused: false, removed: false, armed: failpoint.map(str::to_string) };
         Ok(())
     }
 
@@ -327,7 +339,7 @@ impl Cluster {
         let mut out = self.unexpected_exits.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for i in 0..self.len() {
             if let Some(st) = self.exit_status(i) {
-                if !self.is_removed(i) {
+                if !self.is_removed(i) && self.armed(i).is_none() {
                     out.push((i, format!("n{} exited on its own: {st}", i + 1)));
                 }
             }
@@ -389,6 +401,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// The failpoint member i was started with, if any.
+    pub fn armed(&self, i: usize) -> Option<String> {
+        self.procs()[i].armed.clone()
+    }
+
+    /// True when member i was started with a failpoint armed and has since aborted on it.
+    pub fn failpoint_hit(&self, i: usize) -> bool {
+        self.armed(i).is_some() && self.exit_status(i).is_some()
+    }
+
     /// True when member i is paused.
     pub fn is_paused(&self, i: usize) -> bool {
         self.procs()[i].paused
@@ -427,6 +449,14 @@ impl Cluster {
                 self.resume(i)?;
                 did.push(format!("resumed n{}", i + 1));
             }
+            if let Some(f) = self.armed(i).filter(|_| self.is_running(i)) {
+                // Armed but never reached its failpoint: restart it disarmed.
+                self.kill(i);
+                did.push(format!("disarmed {f} on n{}", i + 1));
+            }
+            if let Some(f) = self.armed(i).filter(|_| self.failpoint_hit(i)) {
+                did.push(format!("n{} aborted at {f}", i + 1));
+            }
             if !self.is_removed(i) && !self.is_running(i) {
                 self.start(i, ClusterState::New)?;
                 did.push(format!("restarted n{}", i + 1));
@@ -457,6 +487,17 @@ impl Drop for Cluster {
             n.teardown();
         }
     }
+}
+
+/// A raftcd built with `--features failpoints`: `$RAFTCD_FAILPOINTS_BIN`, else target/{debug,release}/
+/// raftcd-failpoints (scripts/test.sh builds it). None when there is none.
+pub fn raftcd_failpoints_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RAFTCD_FAILPOINTS_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    ["debug", "release"].into_iter().map(|p| target.join(p).join("raftcd-failpoints")).find(|p| p.exists())
 }
 
 /// The raftcd binary: `$RAFTCD_BIN`, else target/{release,debug}/raftcd (the profile of this build first),

@@ -28,7 +28,8 @@ struct Args {
     /// catch), or all (the five real workloads one after another).
     #[arg(long, default_value = "register")]
     workload: String,
-    /// Faults: comma-separated kill, pause, partition, compact, member; "all" or "none".
+    /// Faults: comma-separated kill, pause, partition, compact (also defragments), member, failpoint; "all" or
+    /// "none".
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds of load (and faults).

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use raftcd_proto::etcdserverpb::{
-    CompactionRequest, MemberAddRequest, MemberListRequest, MemberRemoveRequest, RangeRequest,
+    CompactionRequest, DefragmentRequest, MemberAddRequest, MemberListRequest, MemberRemoveRequest, RangeRequest,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -39,12 +39,24 @@ pub enum FaultKind {
     Partition,
     Compact,
     Member,
+    /// Restart members with a named failpoint armed (needs a `--features failpoints` build).
+    Failpoint,
 }
+
+/// The failpoints a running member can reach (server/src/failpoints.rs).
+pub const FAILPOINTS: [&str; 5] =
+    ["raft-before-fsync", "raft-after-fsync", "apply-before-commit", "apply-after-commit", "snapshot-install-midway"];
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 5] =
-        [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition, FaultKind::Compact, FaultKind::Member];
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Compact,
+        FaultKind::Member,
+        FaultKind::Failpoint,
+    ];
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -54,6 +66,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Compact => "compact",
             FaultKind::Member => "member",
+            FaultKind::Failpoint => "failpoint",
         }
     }
 }
@@ -64,7 +77,7 @@ impl FromStr for FaultKind {
         FaultKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown fault {s:?} (kill, pause, partition, compact, member)"))
+            .ok_or_else(|| format!("unknown fault {s:?} (kill, pause, partition, compact, member, failpoint)"))
     }
 }
 
@@ -102,11 +115,22 @@ pub enum Shape {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "kebab-case")]
 pub enum Fault {
-    Kill { target: Target },
-    Pause { target: Target },
-    Partition { shape: Shape },
+    Kill {
+        target: Target,
+    },
+    Pause {
+        target: Target,
+    },
+    Partition {
+        shape: Shape,
+    },
     Compact,
     MemberChange,
+    /// Restart the target members with `point` armed; they abort when they reach it.
+    Failpoint {
+        target: Target,
+        point: String,
+    },
 }
 
 impl Fault {
@@ -118,13 +142,15 @@ impl Fault {
             Fault::Partition { .. } => FaultKind::Partition,
             Fault::Compact => FaultKind::Compact,
             Fault::MemberChange => FaultKind::Member,
+            Fault::Failpoint { .. } => FaultKind::Failpoint,
         }
     }
 
     /// A short name, e.g. "kill leader", "partition ring".
     pub fn name(&self) -> String {
         let s = serde_json::to_value(self).unwrap_or_default();
-        let sub = s.get("target").or_else(|| s.get("shape")).and_then(|v| v.as_str()).unwrap_or("");
+        let sub = s.get("point").or_else(|| s.get("target")).or_else(|| s.get("shape")).and_then(|v| v.as_str());
+        let sub = sub.unwrap_or("");
         format!("{} {sub}", self.kind().name()).trim().to_string()
     }
 }
@@ -181,6 +207,9 @@ pub fn schedule(cfg: &ScheduleConfig, seed: u64) -> Vec<Step> {
             }
             FaultKind::Compact => Fault::Compact,
             FaultKind::Member => Fault::MemberChange,
+            FaultKind::Failpoint => {
+                Fault::Failpoint { target, point: FAILPOINTS[rng.random_range(0..FAILPOINTS.len())].to_string() }
+            }
         };
         let hold = if matches!(fault, Fault::Compact | Fault::MemberChange) { Duration::ZERO } else { hold };
         out.push(Step { gap_ms: gap.as_millis() as u64, fault, hold_ms: hold.as_millis() as u64 });
@@ -385,12 +414,30 @@ impl Nemesis {
                     return Ok((vec![], format!("revision too low to compact (keep {keep})")));
                 }
                 call(Duration::from_secs(5), kv.compact(CompactionRequest { revision: rev, physical: false })).await?;
-                Ok((vec![l], format!("compacted at revision {rev}")))
+                // Defragment every serving member while the traffic goes on (etcd blocks the member meanwhile).
+                let mut defragged = Vec::new();
+                for (i, c) in self.conns.iter().enumerate() {
+                    let mut maint = c.maint.clone();
+                    if self.cluster.is_serving(i)
+                        && call(Duration::from_secs(10), maint.defragment(DefragmentRequest {})).await.is_ok()
+                    {
+                        defragged.push(format!("n{}", i + 1));
+                    }
+                }
+                Ok((vec![l], format!("compacted at revision {rev}, defragmented {}", defragged.join(","))))
             }
             Fault::MemberChange => {
                 let i = self.rng.random_range(0..n);
                 let d = self.member_change(i).await?;
                 Ok((vec![i], d))
+            }
+            Fault::Failpoint { target, point } => {
+                let t = self.targets(*target).await;
+                for i in &t {
+                    self.cluster.kill(*i);
+                    self.cluster.start_armed(*i, ClusterState::New, Some(point))?;
+                }
+                Ok((t, format!("restarted with {point} armed")))
             }
         }
     }

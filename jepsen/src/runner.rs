@@ -192,7 +192,14 @@ pub async fn start_cluster(cfg: &RunConfig, dir: &std::path::Path) -> Result<(Ar
             }
         },
     };
-    let bin = cfg.raftcd_bin.clone().unwrap_or_else(|| crate::cluster::raftcd_binary(!cfg!(debug_assertions)));
+    // Failpoint faults need a build with the failpoints compiled in; otherwise they are skipped (see run).
+    let failpoints_bin =
+        crate::cluster::raftcd_failpoints_binary().filter(|_| cfg.nemesis.contains(&FaultKind::Failpoint));
+    let bin = cfg
+        .raftcd_bin
+        .clone()
+        .or(failpoints_bin)
+        .unwrap_or_else(|| crate::cluster::raftcd_binary(!cfg!(debug_assertions)));
     let ccfg = ClusterConfig { members: cfg.members, bin, dir: dir.join("cluster"), extra_args: member_args(cfg) };
     let cluster = Arc::new(Cluster::new(&ccfg, net)?);
     for i in 0..cluster.len() {
@@ -221,6 +228,18 @@ pub async fn run(cfg: RunConfig) -> Result<RunResult> {
         kinds.retain(|k| *k != FaultKind::Partition);
         skipped.push(FaultKind::Partition);
         notes.push("partition faults SKIPPED (no network namespaces): only kill/pause/compact/member run".into());
+    }
+    if kinds.contains(&FaultKind::Failpoint)
+        && cfg.raftcd_bin.is_none()
+        && crate::cluster::raftcd_failpoints_binary().is_none()
+    {
+        kinds.retain(|k| *k != FaultKind::Failpoint);
+        skipped.push(FaultKind::Failpoint);
+        notes.push(
+            "failpoint faults SKIPPED: no raftcd built with --features failpoints (target/*/raftcd-failpoints or \
+             $RAFTCD_FAILPOINTS_BIN; scripts/test.sh builds it)"
+                .into(),
+        );
     }
     if cfg.workload == Workload::Watch && kinds.contains(&FaultKind::Compact) {
         kinds.retain(|k| *k != FaultKind::Compact);

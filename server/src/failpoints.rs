@@ -1,6 +1,25 @@
 //! Named crash points at durability boundaries, compiled in only with the `failpoints` feature.
 //! `RAFTCD_FAILPOINTS=name1,name2` makes the member abort (like kill -9) when it reaches one of them, so
 //! fault tests can crash it exactly between "saved" and "applied".
+//!
+//! The points: `raft-before-fsync` / `raft-after-fsync` (a Ready's entries and hard state written but not
+//! yet durable / durable but no message sent), `apply-before-commit` / `apply-after-commit` (a committed
+//! entry about to be applied / applied but its client not yet answered), `snapshot-install-midway` (part of
+//! a received snapshot written over the state), `defrag-before-swap` (offline defrag: copy complete, not yet
+//! swapped in). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
+
+/// Every failpoint name, for tools that arm them.
+pub const ALL: &[&str] = &[
+    "raft-before-fsync",
+    "raft-after-fsync",
+    "apply-before-commit",
+    "apply-after-commit",
+    "snapshot-install-midway",
+    "defrag-before-swap",
+];
+
+/// True when this build has failpoints compiled in.
+pub const COMPILED_IN: bool = cfg!(feature = "failpoints");
 
 /// Aborts the process if `name` is armed in `RAFTCD_FAILPOINTS`.
 pub fn hit(name: &str) {

@@ -155,6 +155,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     let peer_client_tls = peer_tls.as_ref().map(crate::tls::peer_client_config).transpose()?;
     let member_client_tls = client_tls.as_ref().map(crate::tls::client_config).transpose()?;
     let data_dir = std::path::PathBuf::from(cfg.data_dir());
+    if crate::failpoints::COMPILED_IN {
+        let armed = std::env::var("RAFTCD_FAILPOINTS").unwrap_or_default();
+        tracing::warn!(armed = %armed, "this build has failpoints compiled in (testing only)");
+    }
     let db_path = data_dir.join("member").join("db");
     crate::defrag::recover(&data_dir)?;
     std::fs::create_dir_all(&db_path).map_err(|e| Error::Storage(format!("{}: {e}", db_path.display())))?;

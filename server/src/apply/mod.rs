@@ -165,7 +165,9 @@ impl Applier {
             self.store.begin(index, &no_lease).commit()?;
             return Ok(());
         };
+        crate::failpoint!("apply-before-commit");
         let result = self.apply_op(index, op)?;
+        crate::failpoint!("apply-after-commit");
         self.waiters.trigger(req.id, result);
         Ok(())
     }

@@ -145,9 +145,11 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
         n += 1;
         if n % BATCH == 0 {
             tree.apply_batch(std::mem::take(&mut batch))?;
+            crate::failpoint!("snapshot-install-midway");
         }
     }
     tree.apply_batch(batch)?;
+    crate::failpoint!("snapshot-install-midway");
     r.finish(true)?;
     tree.flush()?;
     store.reload()?;
