@@ -11,6 +11,7 @@ pub mod config;
 pub mod corruption;
 pub mod error;
 pub mod failpoints;
+pub mod grpc_limits;
 pub mod http;
 pub mod lease;
 pub mod listen;
