@@ -11,6 +11,8 @@ pub mod config;
 pub mod corruption;
 pub mod error;
 pub mod failpoints;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod grpc_limits;
 pub mod http;
 pub mod lease;
