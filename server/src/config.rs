@@ -87,6 +87,14 @@ pub struct Config {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "RAFTCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
+    /// Maximum concurrent streams that each client can open at a time (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+    /// of the client listener; etcd's default is math.MaxUint32).
+    #[arg(long, env = "RAFTCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+    /// Maximum watchers on one Watch stream; creating one more is answered canceled on that stream only
+    /// (raftcd's own: etcd has no limit, hence the generous default).
+    #[arg(long, env = "RAFTCD_MAX_WATCHERS_PER_STREAM", default_value_t = 10_000)]
+    pub max_watchers_per_stream: usize,
     /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
     #[arg(long, env = "RAFTCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: i64,
@@ -294,6 +302,8 @@ mod tests {
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_concurrent_streams, u32::MAX);
+        assert_eq!(c.max_watchers_per_stream, 10_000);
         assert_eq!(c.min_lease_ttl(), 2);
     }
 

@@ -12,6 +12,9 @@ pub mod corruption;
 pub mod defrag;
 pub mod error;
 pub mod failpoints;
+#[cfg(test)]
+mod fuzz_tests;
+pub mod grpc_limits;
 pub mod grpc_metrics;
 pub mod http;
 pub mod lease;

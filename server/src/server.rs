@@ -349,9 +349,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+            .max_concurrent_streams(cfg.max_concurrent_streams)
+            // Outermost first: the metrics see the codes after the limits layer rewrote them to etcd's.
             .layer(crate::grpc_metrics::GrpcMetricsLayer(ctx.metrics.clone()))
+            .layer(crate::grpc_limits::EtcdLimitsLayer)
             .add_service(KvServer::new(KvService::new(ctx.clone())).max_decoding_message_size(max_msg))
-            .add_service(WatchServer::new(WatchService::new(ctx.clone())).max_decoding_message_size(max_msg))
+            .add_service(
+                WatchServer::new(WatchService::new(ctx.clone()).with_max_watchers(cfg.max_watchers_per_stream))
+                    .max_decoding_message_size(max_msg),
+            )
             .add_service(LeaseServer::new(LeaseService::new(ctx.clone())).max_decoding_message_size(max_msg))
             .add_service(ClusterServer::new(ClusterService::new(ctx.clone())).max_decoding_message_size(max_msg))
             .add_service(

@@ -47,8 +47,20 @@ impl PeerService {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<Message, Status> {
-    Message::parse_from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("raftcd: bad raft message: {e}")))
+/// Decodes one raft message from the wire and refuses what no peer sends: a message with no sender, or one
+/// of raft's local types (MsgHup, MsgBeat, ...), which only a member's own node may step.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Message, Status> {
+    use raft::eraftpb::MessageType::*;
+    let m = Message::parse_from_bytes(bytes)
+        .map_err(|e| Status::invalid_argument(format!("raftcd: bad raft message: {e}")))?;
+    if m.from == 0 || matches!(m.get_msg_type(), MsgHup | MsgBeat | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum) {
+        return Err(Status::invalid_argument(format!(
+            "raftcd: bad raft message: {:?} from {:x}",
+            m.get_msg_type(),
+            m.from
+        )));
+    }
+    Ok(m)
 }
 
 #[tonic::async_trait]
@@ -75,6 +87,9 @@ impl Peer for PeerService {
         };
         self.check_cluster(first.cluster_id)?;
         let msg = decode(&first.raft_message)?;
+        if msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+            return Err(Status::invalid_argument("raftcd: snapshot stream without a MsgSnapshot"));
+        }
         let meta = msg.get_snapshot().get_metadata();
         let final_path = self.snap_dir.join(format!("recv-{}-{}.snap", meta.term, meta.index));
         let part = final_path.with_extension("part");

@@ -82,11 +82,15 @@ impl Ctx {
 
     /// Replicates `op` through raft after the request-size check.
     pub async fn propose(&self, op: Op) -> Result<ApplyResult> {
-        if prost::Message::encoded_len(&raftcd_proto::raftcdpb::RaftRequest {
-            id: 0,
-            op: Some(op.clone()),
-            unix_millis: 0,
-        }) > self.max_request_bytes
+        // etcd serves a read-only txn without proposing it: only gRPC's receive limit bounds it, not
+        // --max-request-bytes (tests/tests/limits.rs compares this with etcd).
+        let read_only = matches!(&op, Op::Txn(t) if validate::txn_is_read_only(t));
+        if !read_only
+            && prost::Message::encoded_len(&raftcd_proto::raftcdpb::RaftRequest {
+                id: 0,
+                op: Some(op.clone()),
+                unix_millis: 0,
+            }) > self.max_request_bytes
         {
             return Err(Error::RequestTooLarge);
         }

@@ -20,15 +20,37 @@ use crate::watch::WatcherSpec;
 /// Responses buffered per stream; a watcher whose stream is full is caught up from the store later.
 const STREAM_CAPACITY: usize = 128;
 
+/// Default of `--max-watchers-per-stream`.
+pub const DEFAULT_MAX_WATCHERS_PER_STREAM: usize = 10_000;
+
 /// The Watch service.
 pub struct WatchService {
     ctx: Arc<Ctx>,
+    max_watchers: usize,
 }
 
 impl WatchService {
     /// The service over shared context.
     pub fn new(ctx: Arc<Ctx>) -> WatchService {
-        WatchService { ctx }
+        WatchService { ctx, max_watchers: DEFAULT_MAX_WATCHERS_PER_STREAM }
+    }
+
+    /// Limits the watchers one stream may hold (`--max-watchers-per-stream`).
+    pub fn with_max_watchers(self, max_watchers: usize) -> WatchService {
+        WatchService { max_watchers, ..self }
+    }
+}
+
+/// The answer to a create beyond `--max-watchers-per-stream`: canceled with watch_id -1 (as etcd answers
+/// a refused create), so clientv3 closes that one watch with the reason as its error.
+fn too_many_watchers(ctx: &Ctx, limit: usize) -> WatchResponse {
+    WatchResponse {
+        header: Some(ctx.header(ctx.store.current_revision())),
+        watch_id: -1,
+        created: true,
+        canceled: true,
+        cancel_reason: format!("raftcd: too many watchers on this stream (--max-watchers-per-stream={limit})"),
+        ..Default::default()
     }
 }
 
@@ -84,6 +106,7 @@ impl Watch for WatchService {
         let stream_id = hub.add_stream(tx.clone());
         let (err_tx, err_rx) = mpsc::channel::<Status>(1);
         let ctx = self.ctx.clone();
+        let max_watchers = self.max_watchers;
         // Watch ids on this stream that asked for large responses to be split (`fragment`).
         let fragmenting = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<i64>::new()));
         let frag_in = fragmenting.clone();
@@ -108,10 +131,20 @@ impl Watch for WatchService {
                         tx.closed().await;
                         break;
                     }
-                    Some(Err(_)) => break,
+                    // A message beyond the receive limit: the stream ends with etcd's status.
+                    Some(Err(status)) => {
+                        let _ = err_tx.try_send(crate::grpc_limits::etcd_status(status));
+                        break;
+                    }
                 };
                 match wr.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
+                        if hub.stream_watcher_count(stream_id) >= max_watchers {
+                            if tx.send(too_many_watchers(&ctx, max_watchers)).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                         let Ok(permit) = tx.reserve().await else { break };
                         match hub.create(stream_id, c.watch_id, spec_of(&c), permit) {
                             Ok(id) => {
@@ -140,6 +173,8 @@ impl Watch for WatchService {
                         }
                     }
                     Some(RequestUnion::CancelRequest(c)) if hub.cancel(stream_id, c.watch_id) => {
+                        // Forget the fragment choice too: create/cancel cycles must not grow the set.
+                        frag_in.lock().unwrap_or_else(|p| p.into_inner()).remove(&c.watch_id);
                         let resp = WatchResponse {
                             header: Some(ctx.header(ctx.store.current_revision())),
                             watch_id: c.watch_id,

@@ -12,6 +12,8 @@ const RECORD: u8 = 0x01;
 const END: u8 = 0xFF;
 /// Refuse absurd record sizes from a corrupt or hostile file instead of allocating them.
 const MAX_FIELD: usize = 64 * 1024 * 1024;
+/// Longest possible tail after the END tag: padding (< 512) and the sha256.
+const MAX_TAIL: usize = 511 + 32;
 
 /// Streams a snapshot into any writer while hashing it.
 pub struct SnapshotWriter<W: Write> {
@@ -93,8 +95,12 @@ impl<R: Read> SnapshotReader<R> {
         if n > MAX_FIELD {
             return Err(corrupt("record too large"));
         }
-        let mut b = vec![0u8; n];
-        self.input.read_exact(&mut b).map_err(|_| corrupt("truncated record"))?;
+        // Grows with what is actually there, so a truncated file claiming a huge record allocates little.
+        let mut b = Vec::new();
+        (&mut self.input).take(n as u64).read_to_end(&mut b).map_err(|_| corrupt("truncated record"))?;
+        if b.len() != n {
+            return Err(corrupt("truncated record"));
+        }
         self.hash.update(&b);
         Ok(b)
     }
@@ -131,8 +137,12 @@ impl<R: Read> SnapshotReader<R> {
         if !self.done {
             while self.next_record()?.is_some() {}
         }
+        // At most 511 bytes of padding and the 32-byte trailer: read one byte more to see garbage beyond.
         let mut rest = Vec::new();
-        self.input.read_to_end(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
+        (&mut self.input).take(MAX_TAIL as u64 + 1).read_to_end(&mut rest).map_err(|e| corrupt(&e.to_string()))?;
+        if rest.len() > MAX_TAIL {
+            return Err(corrupt("garbage after the records"));
+        }
         if rest.len() < 32 {
             return Err(corrupt("missing sha256 trailer"));
         }
@@ -179,6 +189,26 @@ mod tests {
         r.finish(false).unwrap();
         let digest = Sha256::digest(&buf[..buf.len() - 32]);
         assert_eq!(&digest[..], &buf[buf.len() - 32..]);
+    }
+
+    /// A hostile tail (megabytes after the END tag) is refused after reading at most the longest legal tail,
+    /// and a truncated record claiming a huge length fails without allocating it.
+    #[test]
+    fn oversized_tail_and_claimed_lengths_are_refused() {
+        let mut buf = sample();
+        buf.extend(std::iter::repeat_n(0u8, 8 << 20));
+        let mut r = SnapshotReader::new(&buf[..]).unwrap();
+        while r.next_record().unwrap().is_some() {}
+        let e = r.finish(true).unwrap_err();
+        assert!(e.to_string().contains("garbage after the records"), "{e}");
+
+        let mut head = sample()[..28].to_vec();
+        head.push(RECORD);
+        head.extend_from_slice(&(MAX_FIELD as u32).to_be_bytes());
+        head.extend_from_slice(b"short");
+        let mut r = SnapshotReader::new(&head[..]).unwrap();
+        let e = r.next_record().unwrap_err();
+        assert!(e.to_string().contains("truncated record"), "{e}");
     }
 
     #[test]

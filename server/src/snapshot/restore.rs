@@ -195,7 +195,11 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
         }
     }
     r.finish(opts.skip_hash_check)?;
-    let rev = rev + opts.bump_revision as i64;
+    // Found by fuzzing: a hostile (or merely large) revision in the file plus --bump-revision overflowed,
+    // a panic in debug builds and a negative revision in release ones.
+    let rev = i64::try_from(opts.bump_revision).ok().and_then(|b| rev.checked_add(b)).ok_or_else(|| {
+        Error::InvalidArgument(format!("revision {rev} + --bump-revision {} is out of range", opts.bump_revision))
+    })?;
     batch.insert(META_REV, &rev.to_be_bytes());
     if opts.mark_compacted {
         batch.insert(META_COMPACT_REV, &rev.to_be_bytes());
@@ -279,6 +283,24 @@ mod tests {
         assert_eq!(raft::Storage::first_index(&storage).unwrap(), 3);
         drop(db);
         assert!(restore(&snap, &o).is_err(), "an existing data dir is never overwritten");
+    }
+
+    /// Regression (fuzz_tests::snapshot): revision + --bump-revision past i64::MAX is refused, not a panic
+    /// or a wrapped negative revision, and leaves no data dir.
+    #[test]
+    fn restore_refuses_a_revision_bump_past_i64_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("max.snap");
+        let mut w = crate::snapshot::SnapshotWriter::new(Vec::new(), 1, 1).unwrap();
+        w.record(crate::mvcc::META_REV, &i64::MAX.to_be_bytes()).unwrap();
+        std::fs::write(&path, w.finish().unwrap().0).unwrap();
+        for bump in [1, u64::MAX] {
+            let o = opts(dir.path(), bump, false);
+            let e = restore(&path, &o).unwrap_err();
+            assert!(e.to_string().contains("out of range"), "{e}");
+            assert!(!o.data_dir.exists());
+        }
+        restore(&path, &opts(dir.path(), 0, false)).unwrap();
     }
 
     #[test]

@@ -161,6 +161,11 @@ impl WatchHub {
         self.lock().streams.remove(&stream);
     }
 
+    /// Number of watchers on one stream (0 for an unknown stream).
+    pub fn stream_watcher_count(&self, stream: u64) -> usize {
+        self.lock().streams.get(&stream).map_or(0, |s| s.watchers.len())
+    }
+
     /// Number of watchers on all streams (the watcher-total gauge).
     pub fn watcher_count(&self) -> usize {
         self.lock().streams.values().map(|s| s.watchers.len()).sum()
