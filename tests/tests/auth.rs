@@ -1,8 +1,8 @@
 //! Authentication and RBAC against real raftcd processes (and, for the differential cases, a real etcd):
 //! prefix-confined users, root, auth on/off, revocation seen at once by every member of a cluster, token
 //! expiry, password handling (exact errors; never a plain password on disk or in a snapshot), snapshot
-//! restore keeping users and roles, and Debian's etcdctl user/role/auth commands printing what they print
-//! against etcd.
+//! restore keeping users and roles, Debian's etcdctl user/role/auth commands printing what they print
+//! against etcd, and the client certificate's common name as the user under --client-cert-auth.
 
 use std::path::Path;
 use std::process::Command;
@@ -526,4 +526,106 @@ fn debian_etcdctl_auth_commands_match_etcd() {
         }
         panic!("etcdctl output differs (see above)");
     }
+}
+
+/// Kills (SIGKILL) and reaps the child it holds when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Debian etcdctl over mutual TLS with the certificate `who.pem` from `certs`: (success, stdout+stderr).
+fn etcdctl_as_cert(url: &str, certs: &Path, who: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new(etcdctl_path().unwrap())
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", url, "--dial-timeout", "3s", "--command-timeout", "10s"])
+        .arg(format!("--cacert={}", certs.join("ca.pem").display()))
+        .arg(format!("--cert={}", certs.join(format!("{who}.pem")).display()))
+        .arg(format!("--key={}", certs.join(format!("{who}-key.pem")).display()))
+        .args(args)
+        .output()
+        .unwrap();
+    let err: String = String::from_utf8_lossy(&o.stderr).lines().filter(|l| !l.starts_with('{')).collect();
+    (o.status.success(), format!("{}{err}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// Scenario: with https and --client-cert-auth, a request without token is made by the user its client
+/// certificate names (CN): root's certificate manages auth, alice's (a user without password) reads only
+/// under /app/, and a certificate naming no user gets nothing.
+#[test]
+fn client_certificate_common_name_is_the_user() {
+    if etcdctl_path().is_none() {
+        assert!(skip_allowed(), "etcdctl not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let st = Command::new(workspace_bin("raftcd-util"))
+        .arg("gen-certs")
+        .arg(&certs)
+        .args(["server", "root", "alice", "mallory"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (cp, pp) = (raftcd_tests::free_port(), raftcd_tests::free_port());
+    let url = format!("https://127.0.0.1:{cp}");
+    let peer = format!("http://127.0.0.1:{pp}");
+    let child = Command::new(workspace_bin("raftcd"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--bcrypt-cost", "4", "--listen-client-urls", &url, "--advertise-client-urls", &url])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .arg("--cert-file")
+        .arg(certs.join("server.pem"))
+        .arg("--key-file")
+        .arg(certs.join("server-key.pem"))
+        .arg("--trusted-ca-file")
+        .arg(certs.join("ca.pem"))
+        .arg("--client-cert-auth")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !etcdctl_as_cert(&url, &certs, "root", &["get", "probe"]).0 {
+        assert!(std::time::Instant::now() < deadline, "the https member never served");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let as_root = |args: &[&str]| {
+        let (ok, out) = etcdctl_as_cert(&url, &certs, "root", args);
+        assert!(ok, "root {args:?}: {out}");
+        out
+    };
+    step!("set up with auth off, then enable");
+    as_root(&["user", "add", "root:rootpw"]);
+    as_root(&["role", "add", "root"]);
+    as_root(&["user", "grant-role", "root", "root"]);
+    as_root(&["role", "add", "app"]);
+    as_root(&["role", "grant-permission", "app", "--prefix=true", "read", "/app/"]);
+    as_root(&["user", "add", "alice", "--no-password"]);
+    as_root(&["user", "grant-role", "alice", "app"]);
+    as_root(&["put", "/app/x", "1"]);
+    as_root(&["put", "/other", "2"]);
+    as_root(&["auth", "enable"]);
+
+    step!("alice's certificate: reads /app/, nothing else");
+    let alice = |args: &[&str]| etcdctl_as_cert(&url, &certs, "alice", args);
+    assert_eq!(alice(&["get", "/app/x", "--print-value-only"]), (true, "1\n".into()));
+    assert_eq!(alice(&["put", "/app/x", "2"]), (false, "Error: etcdserver: permission denied".into()));
+    assert_eq!(alice(&["get", "/other"]), (false, "Error: etcdserver: permission denied".into()));
+    assert_eq!(alice(&["user", "list"]), (false, "Error: etcdserver: permission denied".into()));
+
+    step!("root's certificate does everything; mallory's names no user");
+    as_root(&["put", "/other", "3"]);
+    assert_eq!(as_root(&["user", "list"]), "alice\nroot\n");
+    let (ok, out) = etcdctl_as_cert(&url, &certs, "mallory", &["get", "/app/x"]);
+    assert!(!ok && out.contains("permission denied"), "mallory: {out}");
+    as_root(&["auth", "disable"]);
+    assert!(etcdctl_as_cert(&url, &certs, "mallory", &["get", "/app/x"]).0, "auth off: open again");
 }

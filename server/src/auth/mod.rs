@@ -13,6 +13,7 @@
 //! at, and are checked where they are applied.
 
 pub mod check;
+pub mod common_name;
 pub mod password;
 pub mod perm;
 pub mod state;
@@ -29,10 +30,6 @@ use crate::mvcc::{Store, WriteTxn};
 pub use perm::Access;
 pub use state::{AuthState, ROOT};
 pub use token::Tokens;
-
-/// The common name of a verified client certificate, put in each request's extensions by the listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommonName(pub String);
 
 /// The auth store of one member: replicated state plus this member's copy of the token table.
 pub struct AuthStore {
@@ -111,7 +108,7 @@ impl AuthStore {
 
     /// Who a request is: the user of its `token`, else its certificate's common name, else nobody (empty
     /// name). An unknown or expired token fails with "invalid auth token". With auth off, nobody.
-    pub fn identify(&self, token: Option<&str>, cn: Option<&CommonName>) -> Result<RequestAuth> {
+    pub fn identify(&self, token: Option<&str>, cn: Option<String>) -> Result<RequestAuth> {
         let st = self.read();
         let mut a = RequestAuth { username: String::new(), auth_revision: st.revision };
         if !st.enabled {
@@ -120,7 +117,7 @@ impl AuthStore {
         if let Some(t) = token {
             a.username = self.tokens.user(t).ok_or(Error::InvalidAuthToken)?;
         } else if let Some(cn) = cn {
-            a.username = cn.0.clone();
+            a.username = cn;
         }
         Ok(a)
     }

@@ -107,7 +107,7 @@ impl Ctx {
     /// The identity of a client request (token metadata, else the TLS client certificate's common name).
     pub fn identify<T>(&self, req: &tonic::Request<T>) -> Result<RequestAuth> {
         let token = req.metadata().get("token").and_then(|v| v.to_str().ok());
-        self.auth.identify(token, req.extensions().get::<crate::auth::CommonName>())
+        self.auth.identify(token, client_common_name(req))
     }
 
     fn grows_store(&self, op: &Op) -> bool {
@@ -138,6 +138,12 @@ impl Ctx {
         let _ = self.raft.propose(Op::Alarm(alarm)).await;
         Err(Error::NoSpace)
     }
+}
+
+/// The common name of the client's verified TLS certificate (present only with --client-cert-auth).
+pub fn client_common_name<T>(req: &tonic::Request<T>) -> Option<String> {
+    let info = req.extensions().get::<crate::listen::ConnInfo>()?;
+    crate::auth::common_name::common_name(info.peer_certs.as_ref()?.first()?)
 }
 
 /// Fails when the client sent `hasleader=true` metadata and this member knows no leader.

@@ -80,7 +80,7 @@ impl Watch for WatchService {
         let needs_leader = req.metadata().get("hasleader").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "true");
         // The stream's identity; each watch is checked for read access when it is created, as etcd does.
         let token = req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let cn = req.extensions().get::<crate::auth::CommonName>().cloned();
+        let cn = crate::services::client_common_name(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<WatchResponse>(STREAM_CAPACITY);
         let hub = self.ctx.hub.clone();
@@ -117,7 +117,7 @@ impl Watch for WatchService {
                     Some(RequestUnion::CreateRequest(c)) => {
                         let allowed = ctx
                             .auth
-                            .identify(token.as_deref(), cn.as_ref())
+                            .identify(token.as_deref(), cn.clone())
                             .and_then(|who| ctx.auth.check_read(&who, &c.key, &c.range_end));
                         if allowed.is_err() {
                             let resp = WatchResponse {
