@@ -378,6 +378,17 @@ async fn auth_error_script(ep: &str) -> Vec<String> {
     rec!("u get in write-only range", u.get("x", None).await);
     rec!("u delete range partly outside", u.delete("v", Some(etcd_client::DeleteOptions::new().with_range("y"))).await);
     rec!("u lease grant", u.lease_grant(100, None).await);
+    rec!("root's lease", c.lease_grant(100, Some(etcd_client::LeaseGrantOptions::new().with_id(0x77))).await);
+    let mut root0 = login(ep, "root", "rootpw").await.unwrap();
+    rec!("root attaches a to it", root0.put("a", "1", Some(PutOptions::new().with_lease(0x77))).await);
+    rec!("u puts x with that lease", u.put("x", "1", Some(PutOptions::new().with_lease(0x77))).await);
+    rec!("u revokes that lease", u.lease_revoke(0x77).await);
+    rec!(
+        "root attaches nothing else; u's own lease",
+        u.lease_grant(100, Some(etcd_client::LeaseGrantOptions::new().with_id(0x78))).await
+    );
+    rec!("u puts x with own lease", u.put("x", "1", Some(PutOptions::new().with_lease(0x78))).await);
+    rec!("u revokes own lease", u.lease_revoke(0x78).await);
     rec!("u compact", u.compact(1, None).await);
     rec!("u user list", u.user_list().await);
     rec!("u role list", u.role_list().await);
@@ -628,4 +639,73 @@ fn client_certificate_common_name_is_the_user() {
     assert!(!ok && out.contains("permission denied"), "mallory: {out}");
     as_root(&["auth", "disable"]);
     assert!(etcdctl_as_cert(&url, &certs, "mallory", &["get", "/app/x"]).0, "auth off: open again");
+}
+
+/// Scenario: in a 3-member cluster with `--snapshot-count 20`, m3 is down while auth is set up and enough
+/// is written that the others compact their logs: m3 comes back through a streamed snapshot and knows the
+/// users, roles and permissions. m1 is restarted: auth is still on and passwords still work.
+#[test]
+fn snapshot_installed_and_restarted_members_keep_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--bcrypt-cost", "4", "--snapshot-count", "20"];
+    let mut cluster = RaftcdCluster::start(dir.path(), 3, &args);
+    let eps = cluster.endpoints();
+    rt().block_on(async {
+        for ep in &eps {
+            connect(ep).await;
+        }
+    });
+    step!("m3 goes down; auth is set up and 60 keys written");
+    cluster.members[2].kill();
+    rt().block_on(async {
+        let mut c = connect(&eps[0]).await;
+        c.put("/app/x", "1", None).await.unwrap();
+        set_up_auth(&mut c, Permission::read("/app/").with_prefix()).await;
+        let mut root = login(&eps[0], "root", "rootpw").await.unwrap();
+        for i in 0..60 {
+            root.put(format!("/fill/{i}"), "v", None).await.unwrap();
+        }
+    });
+    step!("m3 restarts and catches up through a snapshot");
+    cluster.members[2].restart();
+    let start = std::time::Instant::now();
+    while !cluster.members[2].log().contains("installed snapshot") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "m3 never installed a snapshot:\n{}",
+            cluster.members[2].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    step!("m1 restarts");
+    cluster.members[0].restart();
+    rt().block_on(async {
+        for ep in [&eps[2], &eps[0]] {
+            let mut alice = None;
+            for _ in 0..300 {
+                if let Ok(c) = login(ep, "alice", "apw").await {
+                    alice = Some(c);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut alice = alice.unwrap_or_else(|| panic!("alice cannot log in on {ep}"));
+            let mut got = alice.get("/app/x", Some(GetOptions::new().with_serializable())).await;
+            for _ in 0..100 {
+                if got.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                got = alice.get("/app/x", Some(GetOptions::new().with_serializable())).await;
+            }
+            assert_eq!(got.unwrap().kvs()[0].value(), b"1", "alice reads /app/ on {ep}");
+            let denied = outcome(&alice.get("/fill/1", Some(GetOptions::new().with_serializable())).await);
+            assert_eq!(denied, "PermissionDenied: etcdserver: permission denied", "on {ep}");
+            let mut anon = Client::connect([format!("http://{ep}")], None).await.unwrap();
+            let anon_get = anon.get("/app/x", Some(GetOptions::new().with_serializable())).await;
+            assert_eq!(outcome(&anon_get), "InvalidArgument: etcdserver: user name is empty", "auth is on at {ep}");
+        }
+        let mut root = login(&eps[2], "root", "rootpw").await.unwrap();
+        assert_eq!(root.user_list().await.unwrap().users(), ["alice", "root"]);
+    });
 }

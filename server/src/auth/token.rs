@@ -11,18 +11,21 @@ use rand::distr::{Alphabetic, SampleString};
 
 /// Most tokens held at once; beyond it the ones closest to expiry are dropped first.
 pub const MAX_TOKENS: usize = 100_000;
+/// Expired tokens are swept out once per this many new tokens (and whenever the table is full).
+const SWEEP_EVERY: u64 = 1024;
 
 /// The token table of one member.
 pub struct Tokens {
     ttl: Duration,
     max: usize,
     table: Mutex<HashMap<String, (String, Instant)>>,
+    inserts: std::sync::atomic::AtomicU64,
 }
 
 impl Tokens {
     /// An empty table whose tokens live `ttl` past their last use, holding at most `max`.
     pub fn new(ttl: Duration, max: usize) -> Tokens {
-        Tokens { ttl, max: max.max(1), table: Mutex::new(HashMap::new()) }
+        Tokens { ttl, max: max.max(1), table: Mutex::new(HashMap::new()), inserts: Default::default() }
     }
 
     /// A fresh token: 16 random letters, then `.` and a per-request number, as etcd's look.
@@ -34,7 +37,8 @@ impl Tokens {
     pub fn insert(&self, token: String, user: String) {
         let now = Instant::now();
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if t.len() >= self.max {
+        let n = self.inserts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if t.len() >= self.max || n % SWEEP_EVERY == SWEEP_EVERY - 1 {
             t.retain(|_, (_, exp)| *exp > now);
         }
         while t.len() >= self.max {
