@@ -229,6 +229,11 @@ fn script() -> Vec<Step> {
         ro("--user root:rootpw get foo"),
         ro("--user alice --password wrong get foo"),
         ro("--user nobody:pw get foo"),
+        // Prompted passwords with stdin not a terminal: the prompt, stty's complaints, a newline.
+        Step { stdin: Some("rootpw\n".into()), ..ro("--user root get foo") },
+        Step { stdin: Some("dpw\ndpw\n".into()), ..step("--user root:rootpw user add dave") },
+        Step { stdin: Some("dpw\nother\n".into()), ..step("--user root:rootpw user passwd dave") },
+        Step { stdin: Some("\n".into()), ..step("--user root:rootpw user add erin") },
         ro("--user alice:secret get foo"),
         ro("--user alice:secret user get alice"),
         ro("--user alice:secret user list"),
