@@ -19,6 +19,9 @@ pub mod perm;
 pub mod state;
 pub mod token;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::RwLock;
 use std::time::Duration;
 
