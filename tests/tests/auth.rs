@@ -203,6 +203,20 @@ fn tokens_expire_after_the_ttl() {
         assert_grpc_err(idle.put("/app/a", "1", None).await, "Unauthenticated", "etcdserver: invalid auth token");
         busy.put("/app/a", "1", None).await.unwrap();
         refreshing.get("/app/a", None).await.expect("the refreshing client authenticates again");
+
+        step!("raftcd's own client logs in, and after its token expired, logs in again by itself");
+        let opts = raftcd_client::ConnectOptions {
+            user: Some("alice".into()),
+            password: Some("apw".into()),
+            ..Default::default()
+        };
+        let own = raftcd_client::Client::connect(&[ep.clone()], opts).await.unwrap();
+        own.put_kv("/app/own", "1").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let got = own.get_kv("/app/own").await.expect("raftcd-client re-authenticates on an invalid token");
+        assert_eq!(got.kvs[0].value, b"1");
+        let denied = own.put_kv("/other", "1").await.expect_err("alice may not write /other");
+        assert_eq!(denied.message(), Some("etcdserver: permission denied"));
     });
 }
 
