@@ -210,7 +210,7 @@ fn tokens_expire_after_the_ttl() {
             password: Some("apw".into()),
             ..Default::default()
         };
-        let own = raftcd_client::Client::connect(&[ep.clone()], opts).await.unwrap();
+        let own = raftcd_client::Client::connect(std::slice::from_ref(&ep), opts).await.unwrap();
         own.put_kv("/app/own", "1").await.unwrap();
         tokio::time::sleep(Duration::from_secs(4)).await;
         let got = own.get_kv("/app/own").await.expect("raftcd-client re-authenticates on an invalid token");
