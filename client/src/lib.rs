@@ -59,6 +59,10 @@ const AUTH_NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
 /// Message of the error that makes the client authenticate again.
 const INVALID_TOKEN: &str = "etcdserver: invalid auth token";
 
+/// A write checked against an auth store that changed since the token was resolved: clientv3 authenticates
+/// again and retries, and so does this client.
+const AUTH_OLD_REVISION: &str = "etcdserver: revision of auth store is old";
+
 impl Client {
     /// Builds a client over `endpoints` (`host:port` or `http://host:port`).
     ///
@@ -145,7 +149,7 @@ impl Client {
         let deadline = self.pool.deadline();
         let res = self.pool.unary(retry, deadline, |ch| f(ch, self.request(req.clone()))).await;
         match res {
-            Err(e) if self.has_credentials() && e.message() == Some(INVALID_TOKEN) => {
+            Err(e) if self.has_credentials() && matches!(e.message(), Some(INVALID_TOKEN | AUTH_OLD_REVISION)) => {
                 self.pool.clear_token();
                 self.ensure_auth().await?;
                 self.pool.unary(retry, deadline, |ch| f(ch, self.request(req.clone()))).await

@@ -35,6 +35,15 @@ pub struct Config {
     /// Enable client cert authentication.
     #[arg(long, env = "RAFTCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub client_cert_auth: bool,
+    /// Type of auth token: "simple" (JWT, "jwt,...", is not supported and refused at start-up).
+    #[arg(long, env = "RAFTCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Seconds a simple token lives after its last use.
+    #[arg(long, env = "RAFTCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// bcrypt cost for hashing passwords (4..=31).
+    #[arg(long, env = "RAFTCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
     /// Client TLS using generated certificates.
     #[arg(long, env = "RAFTCD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub auto_tls: bool,
@@ -138,6 +147,23 @@ impl Config {
     /// Peer URLs advertised to others (defaults to the listen URLs).
     pub fn advertise_peer_urls(&self) -> Vec<String> {
         split_urls(self.initial_advertise_peer_urls.as_deref().unwrap_or(&self.listen_peer_urls))
+    }
+
+    /// Checks the auth flags: only simple tokens are provided; bcrypt's cost must be in its range.
+    pub fn check_auth(&self) -> Result<(), String> {
+        if self.auth_token != "simple" {
+            return Err(format!(
+                "--auth-token {:?} is not supported: raftcd provides only \"simple\" tokens (JWT is not implemented)",
+                self.auth_token
+            ));
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(format!("--bcrypt-cost {} is out of range [4, 31]", self.bcrypt_cost));
+        }
+        if self.auth_token_ttl == 0 {
+            return Err("--auth-token-ttl must be at least 1 second".into());
+        }
+        Ok(())
     }
 
     /// Ticks between elections; election_timeout / heartbeat_interval.

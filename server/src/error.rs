@@ -87,6 +87,54 @@ pub enum Error {
     /// MoveLeader to a member that is not a voter of the cluster.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// Authenticate or an auth-only request while authentication is off.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// Wrong user name or password (or a user without password).
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// A request without user while authentication is on, or an empty user name.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// UserAdd of an existing user.
+    #[error("etcdserver: user name already exists")]
+    UserExists,
+    /// A user that does not exist.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd with an empty name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// RoleAdd of an existing role.
+    #[error("etcdserver: role name already exists")]
+    RoleExists,
+    /// A role that does not exist.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// UserRevokeRole of a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// RoleRevokePermission of a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// AuthEnable without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while `root` lacks the `root` role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// Removing `root` (user, role or grant) while authentication is on.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// The auth store changed between the check at the proposing member and the apply.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// The user's roles do not allow the request.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// An unknown or expired token.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
     /// A request that is well-formed but not valid (the message says why), e.g. bad enum values.
     #[error("{0}")]
     InvalidArgument(String),
@@ -109,7 +157,12 @@ impl Error {
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge
-            | InvalidArgument(_) | MemberIdRemoved => Code::InvalidArgument,
+            | InvalidArgument(_) | MemberIdRemoved | AuthFailed | UserEmpty | RoleEmpty | InvalidAuthMgmt
+            | AuthOldRevision => Code::InvalidArgument,
+            AuthNotEnabled | UserExists | UserNotFound | RoleExists | RoleNotFound | RoleNotGranted
+            | PermissionNotGranted | RootUserNotExist | RootRoleNotExist => Code::FailedPrecondition,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists
             | NotLeader

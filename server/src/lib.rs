@@ -6,6 +6,7 @@
 //! watchers). `server` wires it together; `config` holds etcd-compatible flags.
 
 pub mod apply;
+pub mod auth;
 pub mod auto_compaction;
 pub mod config;
 pub mod corruption;

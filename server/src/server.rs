@@ -150,6 +150,7 @@ async fn identity(
 
 /// Runs a member until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> Result<()> {
+    cfg.check_auth().map_err(Error::InvalidArgument)?;
     let client_tls = cfg.client_tls().map_err(Error::InvalidArgument)?;
     let peer_tls = cfg.peer_tls().map_err(Error::InvalidArgument)?;
     let peer_client_tls = peer_tls.as_ref().map(crate::tls::peer_client_config).transpose()?;
@@ -190,6 +191,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let lessor = Arc::new(Lessor::load(&store, cfg.min_lease_ttl())?);
     let members = Arc::new(Membership::load(&store, ident.cluster_id)?);
     let alarms = Arc::new(Alarms::load(&store)?);
+    let auth =
+        Arc::new(crate::auth::AuthStore::load(&store, Duration::from_secs(cfg.auth_token_ttl), cfg.bcrypt_cost)?);
     let hub = WatchHub::new(store.clone(), cfg.experimental_watch_progress_notify_interval);
     let compactor = Compactor::start(store.clone());
     let (applied_tx, applied_rx) = watch::channel(applied);
@@ -231,6 +234,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             hub: hub.clone(),
             waiters: waiters.clone(),
             alarms: alarms.clone(),
+            auth: auth.clone(),
             compactor: compactor.clone(),
             local: local.clone(),
             snap_dir: snap_dir.clone(),
@@ -272,6 +276,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         members,
         hub,
         alarms,
+        auth,
         compactor,
         transport: transport.clone(),
         leader: Default::default(),

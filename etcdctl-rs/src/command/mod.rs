@@ -53,16 +53,26 @@ pub async fn run(ctx: &mut Ctx, cmd: Cmd) -> CliResult {
     }
 }
 
-/// Prints `prompt` and reads one line from stdin (no echo control: terminals show what is typed).
+/// Prints `prompt` and reads one line from stdin as etcdctl's password prompt (speakeasy) does: `stty -echo`
+/// on stdin before reading and `stty echo` after, so a terminal does not show the password (when stdin is
+/// not a terminal, stty's complaint reaches stderr, exactly as with etcdctl), then a newline on stdout.
 pub fn read_password(prompt: &str) -> CliResult<String> {
     print!("{prompt}");
     let _ = std::io::stdout().flush();
+    stty("-echo");
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| CliError::new(EXIT_BAD_ARGS, format!("failed to ask password: {e}")))?;
+    let read = std::io::stdin().lock().read_line(&mut line);
+    stty("echo");
+    println!();
+    read.map_err(|e| CliError::new(EXIT_BAD_ARGS, format!("failed to ask password: {e}")))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Runs `/bin/stty ARG` (named `stty`, as Go's ForkExec names it) on the inherited stdin/stdout/stderr; a
+/// missing stty changes nothing.
+fn stty(arg: &str) {
+    use std::os::unix::process::CommandExt as _;
+    let _ = std::process::Command::new("/bin/stty").arg0("stty").arg(arg).status();
 }
 
 /// etcdctl's `argify`: splits a txn/watch line into words; `"..."` is unquoted Go-style and `'...'` is cut

@@ -20,6 +20,7 @@ use raftcd_proto::etcdserverpb::{
 };
 use raftcd_proto::raftcdpb::{raft_request::Op, MemberContext, RaftRequest};
 
+use crate::auth::AuthStore;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::member::{decode_member, Membership};
@@ -44,6 +45,8 @@ pub enum ApplyResult {
     Alarm(AlarmResponse),
     /// A membership change: the member concerned and the list afterwards.
     Members(Option<Member>, Vec<Member>),
+    /// An auth store change or token (the response is only a header).
+    Auth,
 }
 
 /// The parts of the state machine the applier drives.
@@ -54,6 +57,7 @@ pub struct ApplierParts {
     pub hub: Arc<WatchHub>,
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<Alarms>,
+    pub auth: Arc<AuthStore>,
     pub compactor: Compactor,
     /// The member's "local" tree (snapshot install marker).
     pub local: sled::Tree,
@@ -71,6 +75,7 @@ pub struct Applier {
     hub: Arc<WatchHub>,
     waiters: Arc<Waiters>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
     compactor: Compactor,
     local: sled::Tree,
     snap_dir: PathBuf,
@@ -92,6 +97,7 @@ impl Applier {
             hub: p.hub,
             waiters: p.waiters,
             alarms: p.alarms,
+            auth: p.auth,
             compactor: p.compactor,
             local: p.local,
             snap_dir: p.snap_dir,
@@ -137,6 +143,7 @@ impl Applier {
         self.lessor.reload(&self.store)?;
         self.members.reload(&self.store)?;
         self.alarms.reload(&self.store)?;
+        self.auth.reload(&self.store)?;
         self.hub.resync_all();
         // Older received snapshots are of no further use.
         if let Ok(rd) = std::fs::read_dir(&self.snap_dir) {
@@ -165,6 +172,13 @@ impl Applier {
             self.store.begin(index, &no_lease).commit()?;
             return Ok(());
         };
+        // Writes are checked against the auth state at this log position (etcd's authApplierV3).
+        if let Err(e) = self.auth.permit(req.auth.as_ref(), &op, &self.store) {
+            let no_lease = |_: i64| false;
+            self.store.begin(index, &no_lease).commit()?;
+            self.waiters.trigger(req.id, Err(e));
+            return Ok(());
+        }
         crate::failpoint!("apply-before-commit");
         let result = self.apply_op(index, op)?;
         crate::failpoint!("apply-after-commit");
@@ -180,6 +194,18 @@ impl Applier {
         let mut txn = self.store.begin(index, &exists);
         let mut compacted_to = None;
         let outcome: Result<ApplyResult> = match op {
+            op @ (Op::AuthEnable(_)
+            | Op::AuthDisable(_)
+            | Op::AuthUserAdd(_)
+            | Op::AuthUserDelete(_)
+            | Op::AuthUserChangePassword(_)
+            | Op::AuthUserGrantRole(_)
+            | Op::AuthUserRevokeRole(_)
+            | Op::AuthRoleAdd(_)
+            | Op::AuthRoleDelete(_)
+            | Op::AuthRoleGrantPermission(_)
+            | Op::AuthRoleRevokePermission(_)
+            | Op::AuthToken(_)) => self.auth.apply(&mut txn, &op).map(|()| ApplyResult::Auth),
             Op::Put(p) => {
                 if self.alarms.no_space() {
                     Err(Error::NoSpace)

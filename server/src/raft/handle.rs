@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use raftcd_proto::raftcdpb::{raft_request::Op, RaftRequest};
+use raftcd_proto::raftcdpb::{raft_request::Op, RaftRequest, RequestAuth};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::apply::ApplyResult;
@@ -69,6 +69,11 @@ impl RaftHandle {
     /// have been appended). Once raft accepted it, the outcome is unknown until it applies: a deadline
     /// then yields "request timed out", never a definite failure.
     pub async fn propose(&self, op: Op) -> Result<ApplyResult> {
+        self.propose_as(op, None).await
+    }
+
+    /// [`RaftHandle::propose`] on behalf of a client whose identity is checked where the entry applies.
+    pub async fn propose_as(&self, op: Op, auth: Option<RequestAuth>) -> Result<ApplyResult> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let unix_millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -76,7 +81,7 @@ impl RaftHandle {
             .unwrap_or(0);
         loop {
             let id = self.ids.next();
-            let req = RaftRequest { id, op: Some(op.clone()), unix_millis };
+            let req = RaftRequest { id, op: Some(op.clone()), unix_millis, auth: auth.clone() };
             let rx = self.waiters.register(id);
             if self.tx.send(Input::Propose { id, data: req.encode_to_vec() }).await.is_err() {
                 self.waiters.cancel(id);

@@ -28,6 +28,7 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         require_leader(&self.ctx, &req)?;
+        let who = self.ctx.identify(&req)?;
         let r = req.into_inner();
         validate::range(&r)?;
         if !r.serializable {
@@ -36,6 +37,8 @@ impl Kv for KvService {
         if !r.serializable {
             self.ctx.raft.linearizable_barrier().await?;
         }
+        // After the barrier: a permission revoked before this read began has been applied here.
+        self.ctx.auth.check_read(&who, &r.key, &r.range_end)?;
         let store = self.ctx.store.clone();
         let mut resp = if r.range_end.is_empty() {
             // One key: a point lookup, cheaper than a hand-off to the blocking pool.
@@ -51,10 +54,11 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         require_leader(&self.ctx, &req)?;
+        let who = self.ctx.identify(&req)?;
         let r = req.into_inner();
         validate::put(&r)?;
         deny_learner(&self.ctx)?;
-        match self.ctx.propose(Op::Put(r)).await? {
+        match self.ctx.propose_as(Op::Put(r), Some(who)).await? {
             ApplyResult::Put(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
                 Ok(Response::new(resp))
@@ -65,10 +69,11 @@ impl Kv for KvService {
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         require_leader(&self.ctx, &req)?;
+        let who = self.ctx.identify(&req)?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
         deny_learner(&self.ctx)?;
-        match self.ctx.propose(Op::DeleteRange(r)).await? {
+        match self.ctx.propose_as(Op::DeleteRange(r), Some(who)).await? {
             ApplyResult::DeleteRange(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
                 Ok(Response::new(resp))
@@ -79,10 +84,11 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         require_leader(&self.ctx, &req)?;
+        let who = self.ctx.identify(&req)?;
         let r = req.into_inner();
         validate::txn(&r, self.ctx.max_txn_ops)?;
         deny_learner(&self.ctx)?;
-        match self.ctx.propose(Op::Txn(r)).await? {
+        match self.ctx.propose_as(Op::Txn(r), Some(who)).await? {
             ApplyResult::Txn(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
                 Ok(Response::new(resp))
@@ -93,10 +99,11 @@ impl Kv for KvService {
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         require_leader(&self.ctx, &req)?;
+        let who = self.ctx.identify(&req)?;
         let r = req.into_inner();
         deny_learner(&self.ctx)?;
         let (rev, physical) = (r.revision, r.physical);
-        match self.ctx.propose(Op::Compact(r)).await? {
+        match self.ctx.propose_as(Op::Compact(r), Some(who)).await? {
             ApplyResult::Compact(mut resp) => {
                 if physical {
                     self.ctx.compactor.wait_done(rev).await;

@@ -37,13 +37,14 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         require_leader(&self.ctx, &req)?;
+        let who = self.ctx.identify(&req)?;
         let mut r = req.into_inner();
         r.ttl = self.ctx.lessor.effective_ttl(r.ttl)?;
         if r.id == 0 {
             // Chosen here, at the proposer, so every member applies the same id.
             r.id = (self.ctx.raft.next_id() & (i64::MAX as u64)) as i64;
         }
-        match self.ctx.propose(Op::LeaseGrant(r)).await? {
+        match self.ctx.propose_as(Op::LeaseGrant(r), Some(who)).await? {
             ApplyResult::LeaseGrant(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
                 Ok(Response::new(resp))
@@ -54,7 +55,9 @@ impl Lease for LeaseService {
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         require_leader(&self.ctx, &req)?;
-        match self.ctx.propose(Op::LeaseRevoke(req.into_inner())).await? {
+        // Revoking deletes the attached keys: the apply checks write access to each (etcd's checkLeasePuts).
+        let who = self.ctx.identify(&req)?;
+        match self.ctx.propose_as(Op::LeaseRevoke(req.into_inner()), Some(who)).await? {
             ApplyResult::LeaseRevoke(mut resp) => {
                 self.ctx.stamp(&mut resp.header);
                 Ok(Response::new(resp))

@@ -75,6 +75,17 @@ async fn stream_file(
     }
 }
 
+impl MaintenanceService {
+    /// Snapshot, defragment and hashes are root-only while auth is on. etcd reports its auth package's
+    /// errors here unmapped: code Unknown, "auth: ..." messages.
+    fn admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.ctx
+            .identify(req)
+            .and_then(|who| self.ctx.auth.check_admin(&who))
+            .map_err(|e| Status::unknown(e.to_string().replacen("etcdserver: ", "auth: ", 1)))
+    }
+}
+
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
@@ -129,7 +140,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.admin(&req)?;
         // sled reclaims space by itself as it rewrites segments; flushing makes the on-disk size current.
         let db = self.ctx.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
@@ -139,7 +151,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: Some(self.ctx.header(self.ctx.store.current_revision())) }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.admin(&req)?;
         let store = self.ctx.store.clone();
         let (hash, _, rev) = tokio::task::spawn_blocking(move || store.hash_kv(0))
             .await
@@ -148,6 +161,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.admin(&req)?;
         let rev = req.into_inner().revision;
         let store = self.ctx.store.clone();
         let (hash, compact_revision, hash_revision) = tokio::task::spawn_blocking(move || store.hash_kv(rev))
@@ -165,7 +179,8 @@ impl Maintenance for MaintenanceService {
 
     /// A point-in-time copy: the cut is taken between two applied entries, the export reads history at
     /// the cut's revision while writes go on, and the file is streamed in chunks then removed.
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        self.admin(&req)?;
         let (tx, rx) = oneshot::channel();
         self.ctx.raft.send(Input::Cut(tx)).await?;
         let cut = rx.await.map_err(|_| Error::Stopped)??;

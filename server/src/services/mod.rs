@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftcd_proto::etcdserverpb::ResponseHeader;
-use raftcd_proto::raftcdpb::raft_request::Op;
+use raftcd_proto::raftcdpb::{raft_request::Op, RequestAuth};
 
 use crate::apply::{Alarms, ApplyResult, Compactor};
 use crate::error::{Error, Result};
@@ -34,6 +34,8 @@ pub struct Ctx {
     pub members: Arc<Membership>,
     pub hub: Arc<WatchHub>,
     pub alarms: Arc<Alarms>,
+    /// Users, roles, tokens.
+    pub auth: Arc<crate::auth::AuthStore>,
     pub compactor: Compactor,
     pub transport: Arc<crate::peer::PeerTransport>,
     pub leader: forward::LeaderChannel,
@@ -80,8 +82,13 @@ impl Ctx {
         self.leader.get(st, &self.members, self.client_tls.as_ref()).map(Some)
     }
 
-    /// Replicates `op` through raft after the request-size check.
+    /// Replicates `op` through raft after the request-size check (the cluster's own requests).
     pub async fn propose(&self, op: Op) -> Result<ApplyResult> {
+        self.propose_as(op, None).await
+    }
+
+    /// Replicates a client's `op`, carrying its identity for the apply-time permission check.
+    pub async fn propose_as(&self, op: Op, auth: Option<RequestAuth>) -> Result<ApplyResult> {
         // etcd serves a read-only txn without proposing it: only gRPC's receive limit bounds it, not
         // --max-request-bytes (tests/tests/limits.rs compares this with etcd).
         let read_only = matches!(&op, Op::Txn(t) if validate::txn_is_read_only(t));
@@ -90,6 +97,7 @@ impl Ctx {
                 id: 0,
                 op: Some(op.clone()),
                 unix_millis: 0,
+                auth: auth.clone(),
             }) > self.max_request_bytes
         {
             return Err(Error::RequestTooLarge);
@@ -97,7 +105,13 @@ impl Ctx {
         if self.grows_store(&op) {
             self.check_quota(&op).await?;
         }
-        self.raft.propose(op).await
+        self.raft.propose_as(op, auth).await
+    }
+
+    /// The identity of a client request (token metadata, else the TLS client certificate's common name).
+    pub fn identify<T>(&self, req: &tonic::Request<T>) -> Result<RequestAuth> {
+        let token = req.metadata().get("token").and_then(|v| v.to_str().ok());
+        self.auth.identify(token, client_common_name(req))
     }
 
     fn grows_store(&self, op: &Op) -> bool {
@@ -128,6 +142,12 @@ impl Ctx {
         let _ = self.raft.propose(Op::Alarm(alarm)).await;
         Err(Error::NoSpace)
     }
+}
+
+/// The common name of the client's verified TLS certificate (present only with --client-cert-auth).
+pub fn client_common_name<T>(req: &tonic::Request<T>) -> Option<String> {
+    let info = req.extensions().get::<crate::listen::ConnInfo>()?;
+    crate::auth::common_name::common_name(info.peer_certs.as_ref()?.first()?)
 }
 
 /// Fails when the client sent `hasleader=true` metadata and this member knows no leader.

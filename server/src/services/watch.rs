@@ -100,6 +100,9 @@ impl Watch for WatchService {
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         require_leader(&self.ctx, &req)?;
         let needs_leader = req.metadata().get("hasleader").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "true");
+        // The stream's identity; each watch is checked for read access when it is created, as etcd does.
+        let token = req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let cn = crate::services::client_common_name(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<WatchResponse>(STREAM_CAPACITY);
         let hub = self.ctx.hub.clone();
@@ -141,6 +144,25 @@ impl Watch for WatchService {
                     Some(RequestUnion::CreateRequest(c)) => {
                         if hub.stream_watcher_count(stream_id) >= max_watchers {
                             if tx.send(too_many_watchers(&ctx, max_watchers)).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        let allowed = ctx
+                            .auth
+                            .identify(token.as_deref(), cn.clone())
+                            .and_then(|who| ctx.auth.check_read(&who, &c.key, &c.range_end));
+                        if allowed.is_err() {
+                            let resp = WatchResponse {
+                                header: Some(ctx.header(ctx.store.current_revision())),
+                                watch_id: c.watch_id,
+                                created: true,
+                                canceled: true,
+                                cancel_reason:
+                                    "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
+                                ..Default::default()
+                            };
+                            if tx.send(resp).await.is_err() {
                                 break;
                             }
                             continue;
