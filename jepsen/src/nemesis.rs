@@ -44,8 +44,15 @@ pub enum FaultKind {
 }
 
 /// The failpoints a running member can reach (server/src/failpoints.rs).
-pub const FAILPOINTS: [&str; 5] =
-    ["raft-before-fsync", "raft-after-fsync", "apply-before-commit", "apply-after-commit", "snapshot-install-midway"];
+pub const FAILPOINTS: [&str; 7] = [
+    "raft-before-fsync",
+    "raft-after-fsync",
+    "raft-before-apply",
+    "raft-after-apply",
+    "apply-before-commit",
+    "apply-after-commit",
+    "snapshot-install-midway",
+];
 
 impl FaultKind {
     /// Every kind.

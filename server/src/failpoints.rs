@@ -3,7 +3,8 @@
 //! fault tests can crash it exactly between "saved" and "applied".
 //!
 //! The points: `raft-before-fsync` / `raft-after-fsync` (a Ready's entries and hard state written but not
-//! yet durable / durable but no message sent), `apply-before-commit` / `apply-after-commit` (a committed
+//! yet durable / durable but no message sent), `raft-before-apply` / `raft-after-apply` (around applying
+//! a Ready's committed entries, after the fsync), `apply-before-commit` / `apply-after-commit` (a committed
 //! entry about to be applied / applied but its client not yet answered), `snapshot-install-midway` (part of
 //! a received snapshot written over the state), `defrag-before-swap` (offline defrag: copy complete, not yet
 //! swapped in). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
@@ -12,6 +13,8 @@
 pub const ALL: &[&str] = &[
     "raft-before-fsync",
     "raft-after-fsync",
+    "raft-before-apply",
+    "raft-after-apply",
     "apply-before-commit",
     "apply-after-commit",
     "snapshot-install-midway",

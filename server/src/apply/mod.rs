@@ -24,7 +24,7 @@ use crate::auth::AuthStore;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::member::{decode_member, Membership};
-use crate::mvcc::Store;
+use crate::mvcc::{Committed, Store, WriteTxn};
 use crate::raft::proposal::Waiters;
 use crate::watch::WatchHub;
 
@@ -156,42 +156,130 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a normal entry.
-    pub fn apply_normal(&mut self, entry: &Entry) -> Result<()> {
-        let index = entry.index;
-        if entry.get_data().is_empty() {
-            // The empty entry a new leader appends: only the applied index moves.
-            let no_lease = |_: i64| false;
-            self.store.begin(index, &no_lease).commit()?;
-            return Ok(());
+    /// Applies consecutive normal entries, in order. Runs of KV requests (see [`groupable`]) share ONE store
+    /// batch that carries the last entry's index as applied, so a crash keeps all or none of the run; their
+    /// watchers and waiters hear of them only once that batch is in. Other requests commit the run so far,
+    /// then go alone as before. Entries at or below the applied index are the caller's to skip.
+    pub fn apply_normal(&mut self, entries: &[Entry]) -> Result<()> {
+        let lessor = self.lessor.clone();
+        let exists = move |id: i64| lessor.exists(id);
+        let store = self.store.clone();
+        let mut group: Option<WriteTxn<'_>> = None;
+        // Results of the run buffered in `group`: (revision, events) to publish, (request id, result) to deliver.
+        let mut closed: Vec<Committed> = Vec::new();
+        let mut results: Vec<(u64, Result<ApplyResult>)> = Vec::new();
+        for entry in entries {
+            let index = entry.index;
+            let req = if entry.get_data().is_empty() {
+                // The empty entry a new leader appends: only the applied index moves.
+                None
+            } else {
+                Some(
+                    RaftRequest::decode(entry.get_data())
+                        .map_err(|e| Error::Storage(format!("undecodable raft entry {index}: {e}")))?,
+                )
+            };
+            let (id, op, auth) = match req {
+                Some(RaftRequest { id, op: Some(op), auth, .. }) => (id, Some(op), auth),
+                _ => (0, None, None),
+            };
+            // Writes are checked against the auth state at this log position (etcd's authApplierV3). Auth
+            // state changes only through auth ops, which never join a group, so every entry of a group is
+            // checked against the same auth state. A refused entry only moves the applied index.
+            let (op, refused) = match op {
+                Some(op) => match self.auth.permit(auth.as_ref(), &op, &self.store) {
+                    Ok(()) => (Some(op), None),
+                    Err(e) => (None, Some(e)),
+                },
+                None => (None, None),
+            };
+            match op {
+                Some(op) if !groupable(&op) => {
+                    // Anything else runs alone, after the run before it is in.
+                    if let Some(txn) = group.take() {
+                        self.publish_group(txn, &mut closed, &mut results)?;
+                    }
+                    crate::failpoint!("apply-before-commit");
+                    let result = self.apply_op(index, op)?;
+                    crate::failpoint!("apply-after-commit");
+                    self.waiters.trigger(id, result);
+                }
+                op => {
+                    if let Some(txn) = group.as_mut() {
+                        closed.push(txn.next_entry(index));
+                    }
+                    let txn = group.get_or_insert_with(|| store.begin(index, &exists));
+                    if let Some(op) = op {
+                        let before = txn.change_mark();
+                        let (outcome, _) = self.dispatch(txn, op)?;
+                        if outcome.is_err() && txn.change_mark() != before {
+                            // groupable() admits only requests that fail before buffering anything.
+                            return Err(Error::Storage(format!("apply: failed entry {index} left writes behind")));
+                        }
+                        results.push((id, outcome));
+                    }
+                    if let Some(e) = refused {
+                        results.push((id, Err(e)));
+                    }
+                }
+            }
         }
-        let req = RaftRequest::decode(entry.get_data())
-            .map_err(|e| Error::Storage(format!("undecodable raft entry {index}: {e}")))?;
-        let Some(op) = req.op else {
-            let no_lease = |_: i64| false;
-            self.store.begin(index, &no_lease).commit()?;
-            return Ok(());
-        };
-        // Writes are checked against the auth state at this log position (etcd's authApplierV3).
-        if let Err(e) = self.auth.permit(req.auth.as_ref(), &op, &self.store) {
-            let no_lease = |_: i64| false;
-            self.store.begin(index, &no_lease).commit()?;
-            self.waiters.trigger(req.id, Err(e));
-            return Ok(());
+        if let Some(txn) = group.take() {
+            self.publish_group(txn, &mut closed, &mut results)?;
         }
-        crate::failpoint!("apply-before-commit");
-        let result = self.apply_op(index, op)?;
-        crate::failpoint!("apply-after-commit");
-        self.waiters.trigger(req.id, result);
         Ok(())
     }
 
-    /// Applies one request. Request-level failures (bad lease, compacted...) are results for the caller,
-    /// with only the applied index written; storage failures are returned as errors and stop the member.
+    /// Commits a run of grouped entries in one batch, then tells watchers (entry by entry, in revision
+    /// order) and wakes the proposers.
+    fn publish_group(
+        &self,
+        txn: WriteTxn<'_>,
+        closed: &mut Vec<Committed>,
+        results: &mut Vec<(u64, Result<ApplyResult>)>,
+    ) -> Result<()> {
+        crate::failpoint!("apply-before-commit");
+        closed.push(txn.commit()?);
+        crate::failpoint!("apply-after-commit");
+        for c in closed.drain(..) {
+            if !c.events.is_empty() {
+                self.hub.notify(c.revision, &c.events);
+            }
+        }
+        for (id, result) in results.drain(..) {
+            self.waiters.trigger(id, result);
+        }
+        Ok(())
+    }
+
+    /// Applies one request in its own batch. Request-level failures (bad lease, compacted...) are results
+    /// for the caller, with only the applied index written; storage failures are returned as errors and stop
+    /// the member.
     fn apply_op(&mut self, index: u64, op: Op) -> Result<Result<ApplyResult>> {
         let lessor = self.lessor.clone();
         let exists = move |id: i64| lessor.exists(id);
         let mut txn = self.store.begin(index, &exists);
+        let (outcome, compacted_to) = self.dispatch(&mut txn, op)?;
+        let committed = match outcome {
+            Ok(_) => txn.commit()?,
+            Err(_) => {
+                drop(txn);
+                let no_lease = |_: i64| false;
+                self.store.begin(index, &no_lease).commit()?
+            }
+        };
+        if !committed.events.is_empty() {
+            self.hub.notify(committed.revision, &committed.events);
+        }
+        if let Some(rev) = compacted_to {
+            self.compactor.schedule(rev);
+        }
+        Ok(outcome)
+    }
+
+    /// The state change of one request, buffered in `txn`: a match on the op. Returns the request's outcome
+    /// and the revision of a compaction to schedule once committed.
+    fn dispatch(&self, txn: &mut WriteTxn<'_>, op: Op) -> Result<(Result<ApplyResult>, Option<i64>)> {
         let mut compacted_to = None;
         let outcome: Result<ApplyResult> = match op {
             op @ (Op::AuthEnable(_)
@@ -205,7 +293,7 @@ impl Applier {
             | Op::AuthRoleDelete(_)
             | Op::AuthRoleGrantPermission(_)
             | Op::AuthRoleRevokePermission(_)
-            | Op::AuthToken(_)) => self.auth.apply(&mut txn, &op).map(|()| ApplyResult::Auth),
+            | Op::AuthToken(_)) => self.auth.apply(txn, &op).map(|()| ApplyResult::Auth),
             Op::Put(p) => {
                 if self.alarms.no_space() {
                     Err(Error::NoSpace)
@@ -229,7 +317,7 @@ impl Applier {
                 if self.alarms.no_space() {
                     Err(Error::NoSpace)
                 } else {
-                    self.lessor.apply_grant(&mut txn, g.id, g.ttl).map(|l| {
+                    self.lessor.apply_grant(txn, g.id, g.ttl).map(|l| {
                         ApplyResult::LeaseGrant(LeaseGrantResponse {
                             header: header(txn.revision()),
                             id: l.id,
@@ -239,7 +327,7 @@ impl Applier {
                     })
                 }
             }
-            Op::LeaseRevoke(r) => match self.lessor.apply_revoke(&mut txn, r.id) {
+            Op::LeaseRevoke(r) => match self.lessor.apply_revoke(txn, r.id) {
                 Ok(()) => {
                     let mut res = Ok(());
                     for key in self.store.lease_keys(r.id)? {
@@ -255,14 +343,14 @@ impl Applier {
             },
             Op::Alarm(a) => self
                 .alarms
-                .apply(&mut txn, &a)
+                .apply(txn, &a)
                 .map(|alarms| ApplyResult::Alarm(AlarmResponse { header: header(txn.revision()), alarms })),
             Op::LeaseCheckpoints(_) => Ok(ApplyResult::None),
             Op::MemberPeerUrls(m) => match self.members.get(m.id) {
                 Some(mut member) => {
                     tracing::info!(member = format_args!("{:x}", m.id), peer_urls = ?m.peer_urls, "updated member");
                     member.peer_ur_ls = m.peer_urls;
-                    self.members.apply_upsert(&mut txn, member);
+                    self.members.apply_upsert(txn, member);
                     Ok(ApplyResult::Members(None, self.members.list()))
                 }
                 None => Err(Error::MemberNotFound),
@@ -271,26 +359,12 @@ impl Applier {
                 if let Some(mut member) = self.members.get(m.id) {
                     member.name = m.name;
                     member.client_ur_ls = m.client_urls;
-                    self.members.apply_upsert(&mut txn, member);
+                    self.members.apply_upsert(txn, member);
                 }
                 Ok(ApplyResult::None)
             }
         };
-        let committed = match outcome {
-            Ok(_) => txn.commit()?,
-            Err(_) => {
-                drop(txn);
-                let no_lease = |_: i64| false;
-                self.store.begin(index, &no_lease).commit()?
-            }
-        };
-        if !committed.events.is_empty() {
-            self.hub.notify(committed.revision, &committed.events);
-        }
-        if let Some(rev) = compacted_to {
-            self.compactor.schedule(rev);
-        }
-        Ok(outcome)
+        Ok((outcome, compacted_to))
     }
 
     /// Records the member list change of an applied conf change (the raft configuration itself was already
@@ -350,5 +424,25 @@ impl Applier {
             self.removed.send_replace(true);
         }
         Ok(())
+    }
+}
+
+/// Whether a request may share a store batch with its neighbours (group apply): the KV requests that buffer
+/// nothing when they fail and read only through the transaction's overlay. A Txn whose ranges name an
+/// explicit revision reads history from the tree, which does not hold the revisions of the earlier entries
+/// of the group yet; it goes alone, as do leases, compaction, alarms and members.
+fn groupable(op: &Op) -> bool {
+    fn txn_ok(t: &raftcd_proto::etcdserverpb::TxnRequest) -> bool {
+        use raftcd_proto::etcdserverpb::request_op::Request;
+        t.success.iter().chain(&t.failure).all(|op| match &op.request {
+            Some(Request::RequestRange(r)) => r.revision <= 0,
+            Some(Request::RequestTxn(t)) => txn_ok(t),
+            _ => true,
+        })
+    }
+    match op {
+        Op::Put(_) | Op::DeleteRange(_) => true,
+        Op::Txn(t) => txn_ok(t),
+        _ => false,
     }
 }

@@ -306,3 +306,39 @@ fn txn_branches_see_their_own_writes_and_nest() {
     let Some(Response::ResponseRange(a)) = r.responses[0].response.clone() else { panic!() };
     assert_eq!(a.count, 0);
 }
+
+#[test]
+fn grouped_entries_share_one_batch_and_see_each_other() {
+    let (s, _db) = new_store();
+    put(&s, "a", "0");
+    let lease_exists = super::tests::leases;
+    let mut w = s.begin(10, &lease_exists);
+    w.put(&put_req("a", "1")).unwrap();
+    let first = w.next_entry(11);
+    assert_eq!((first.revision, first.events.len()), (3, 1));
+    // The second entry sees the first one's write, at the next revision.
+    let r = w.put(&PutRequest { prev_kv: true, ..put_req("a", "2") }).unwrap();
+    assert_eq!(r.header.unwrap().revision, 4);
+    assert_eq!(r.prev_kv.unwrap().value, b"1");
+    let _ = w.next_entry(12);
+    // A txn failing half-way (unknown lease) leaves nothing buffered.
+    let mark = w.change_mark();
+    let no_lease = PutRequest { lease: 7, ..put_req("c", "y") };
+    let bad = TxnRequest {
+        success: vec![put_op("b", "x"), RequestOp { request: Some(Request::RequestPut(no_lease)) }],
+        ..Default::default()
+    };
+    assert_eq!(w.txn(&bad).unwrap_err(), Error::LeaseNotFound);
+    assert_eq!(w.change_mark(), mark);
+    let _ = w.next_entry(13);
+    let del = DeleteRangeRequest { key: "a".into(), ..Default::default() };
+    assert_eq!(w.delete_range(&del).unwrap().deleted, 1);
+    // Nothing is visible before the commit.
+    assert_eq!((s.current_revision(), get(&s, "a", 0).unwrap().value), (2, b"0".to_vec()));
+    let last = w.commit().unwrap();
+    assert_eq!((last.revision, s.current_revision(), s.applied_index()), (5, 5, 13));
+    assert!(get(&s, "a", 0).is_none());
+    assert_eq!(get(&s, "a", 4).unwrap().value, b"2");
+    assert_eq!(get(&s, "a", 3).unwrap().value, b"1");
+    assert!(get(&s, "b", 0).is_none());
+}

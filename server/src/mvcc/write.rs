@@ -38,6 +38,8 @@ pub struct WriteTxn<'a> {
     index: u64,
     lease_exists: &'a dyn Fn(i64) -> bool,
     /// The store revision when the transaction began.
+    start_rev: i64,
+    /// The revision before the current entry (`start_rev` unless entries were grouped, see `next_entry`).
     base_rev: i64,
     /// Full tree keys -> new value, or None for a removal.
     pub(crate) overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -59,6 +61,7 @@ impl Store {
             store: self,
             index,
             lease_exists,
+            start_rev: self.current_revision(),
             base_rev: self.current_revision(),
             overlay: BTreeMap::new(),
             events: Vec::new(),
@@ -140,6 +143,24 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
+    /// Group apply: closes the current raft entry and continues with entry `index` in the same transaction,
+    /// so that several entries go into the store in ONE batch. Returns the closed entry's revision and
+    /// events, which the caller publishes (watchers, waiters) only after [`WriteTxn::commit`] succeeded.
+    /// The next entry sees every write buffered so far and writes at the following revision.
+    pub fn next_entry(&mut self, index: u64) -> Committed {
+        let closed = Committed { revision: self.revision(), events: std::mem::take(&mut self.events) };
+        self.base_rev = closed.revision;
+        self.next_sub = 0;
+        self.index = index;
+        closed
+    }
+
+    /// A cheap fingerprint of the buffered changes: equal before and after a request that failed means the
+    /// request left nothing behind (used to check that group apply needs no rollback).
+    pub fn change_mark(&self) -> (i64, usize, i64, i64) {
+        (self.next_sub, self.events.len(), self.key_delta, self.size_delta)
+    }
+
     /// Writes everything with `applied_index = index` in ONE batch, then publishes the new revision.
     /// Does not fsync: the caller flushes.
     pub fn commit(self) -> Result<Committed> {
@@ -153,7 +174,7 @@ impl<'a> WriteTxn<'a> {
             }
         }
         batch.insert(META_APPLIED_INDEX, &self.index.to_be_bytes());
-        if revision != self.base_rev {
+        if revision != self.start_rev {
             batch.insert(META_REV, &revision.to_be_bytes());
         }
         let key_count = inner.key_count.load(SeqCst) + self.key_delta;

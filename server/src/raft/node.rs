@@ -7,13 +7,20 @@
 //! 3. Send `messages()` at once: these never depend on unpersisted local state (a leader may send its
 //!    appends before its own fsync; raft counts its own vote only once persisted).
 //! 4. Install a snapshot, if any, BEFORE touching entries (entries follow the snapshot's index).
-//! 5. Apply `committed_entries()` in order (raft-rs hands out only entries that are committed AND persisted
-//!    here). Each entry's state change and the applied index are written in one atomic batch; entries at or
-//!    below the applied index are skipped, so a replay after a crash is harmless.
-//! 6. Append `entries()` and save the hard state; if `must_sync()`, flush sled — THE fsync point.
-//! 7. Only now send `persisted_messages()` (votes and append responses promise durable state).
-//! 8. `advance()`, then repeat 3, 5 and 7's siblings for the LightReady (commit index, messages, entries),
-//!    `advance_apply()`, and complete read-index requests whose index is applied.
+//! 5. Append `entries()` and save the hard state; if `must_sync()`, flush sled — THE fsync point.
+//! 6. Only now send `persisted_messages()` (votes and append responses promise durable state).
+//! 7. `advance_append()`; save the LightReady's commit index, send its messages; then apply the committed
+//!    entries of the Ready and of the LightReady together, in log order, and `advance_apply()`; complete
+//!    read-index requests whose index is applied.
+//!
+//! Apply comes after the fsync (it used to come before it, as in raft-rs' examples), so that this member's
+//! append acknowledgement — on which the commit of the next batch waits — is not delayed by applying the
+//! previous one. This is safe because raft-rs hands out only entries that are committed AND persisted on this
+//! member: the log holds every entry durably before its state change reaches the store. A run of KV entries
+//! is applied in ONE store batch that also records the last index of the run as applied (all or nothing on a
+//! crash); that batch becomes durable with the next flush. Clients are answered once their entry is applied
+//! (committed on a quorum and in the local store); a crash before the store's next flush loses only state
+//! that the log replays on restart (entries at or below the stored applied index are skipped).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -314,11 +321,10 @@ impl Node {
             self.publish_applied();
         }
 
-        // 5. apply what is committed and persisted
-        let committed = rd.take_committed_entries();
-        self.apply(committed)?;
-
-        // 6. persist, then the fsync point
+        // 5. persist, then the fsync point. Committed entries are applied only after it (step 7): they are
+        //    already durable in the log, and applying them first would delay this member's append
+        //    acknowledgement — the commit of the NEXT batch — by the whole apply.
+        let mut committed = rd.take_committed_entries();
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries())?;
         }
@@ -333,7 +339,7 @@ impl Node {
             crate::failpoint!("raft-after-fsync");
         }
 
-        // 7. messages that promise durable state — never before the flush above
+        // 6. messages that promise durable state — never before the flush above
         if !rd.persisted_messages().is_empty() {
             self.transport.send(rd.take_persisted_messages());
         }
@@ -347,8 +353,12 @@ impl Node {
             }
         }
 
-        // 8. advance and handle the light ready
-        let mut light = self.raw.advance(rd);
+        // 7. advance_append, then apply what the Ready and the LightReady committed, in log order, as one
+        //    group (one store batch for a run of KV entries), then advance_apply. raft-rs hands out only
+        //    committed entries that are persisted here, so the log holds them durably before their state
+        //    changes reach the store; the store's writes themselves become durable at a later flush, and a
+        //    crash before that replays them from the log (apply skips index <= applied).
+        let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
             let mut hs = self.raw.store().hard_state().clone();
             hs.commit = commit;
@@ -357,7 +367,7 @@ impl Node {
         if !light.messages().is_empty() {
             self.transport.send(light.take_messages());
         }
-        let committed = light.take_committed_entries();
+        committed.extend(light.take_committed_entries());
         self.apply(committed)?;
         self.raw.advance_apply();
         self.status.set_commit(self.raw.raft.raft_log.committed);
@@ -365,6 +375,8 @@ impl Node {
         Ok(())
     }
 
+    /// Applies committed entries in order: runs of normal entries go to the applier together (it batches
+    /// KV requests into one store write), conf changes one by one on the RawNode and the member list.
     fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -372,33 +384,46 @@ impl Node {
         use std::sync::atomic::Ordering::Relaxed;
         self.metrics.proposals_committed.fetch_add(entries.len() as u64, Relaxed);
         let started = Instant::now();
-        for entry in &entries {
-            if entry.index <= self.applier.applied_index() {
+        // Entries at or below the applied index were applied before a restart (or a snapshot): skip them.
+        let applied = self.applier.applied_index();
+        let fresh = entries.partition_point(|e| e.index <= applied);
+        let entries = &entries[fresh..];
+        let mut start = 0;
+        while start < entries.len() {
+            let end =
+                start + entries[start..].iter().take_while(|e| e.get_entry_type() == EntryType::EntryNormal).count();
+            if end > start {
+                let run = &entries[start..end];
+                crate::failpoint!("raft-before-apply");
+                self.applier.apply_normal(run)?;
+                crate::failpoint!("raft-after-apply");
+                self.metrics.proposals_applied.fetch_add(run.len() as u64, Relaxed);
+                if let Some(last) = run.last() {
+                    self.raw.mut_store().set_applied(last.index, last.term);
+                }
+                start = end;
                 continue;
             }
+            let entry = &entries[start];
+            start += 1;
             self.metrics.proposals_applied.fetch_add(1, Relaxed);
-            match entry.get_entry_type() {
-                EntryType::EntryNormal => self.applier.apply_normal(entry)?,
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    let cc: ConfChangeV2 = if entry.get_entry_type() == EntryType::EntryConfChange {
-                        let v1 = raft::eraftpb::ConfChange::parse_from_bytes(entry.get_data())
-                            .map_err(|e| Error::Storage(e.to_string()))?;
-                        let mut single = raft::eraftpb::ConfChangeSingle::default();
-                        single.set_change_type(v1.get_change_type());
-                        single.node_id = v1.node_id;
-                        let mut v2 = ConfChangeV2::default();
-                        v2.mut_changes().push(single);
-                        v2.set_context(v1.get_context().to_vec().into());
-                        v2
-                    } else {
-                        ConfChangeV2::parse_from_bytes(entry.get_data()).map_err(|e| Error::Storage(e.to_string()))?
-                    };
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.raw.mut_store().set_conf_state(&cs)?;
-                    self.applier.apply_conf_change(entry, &cc, &cs)?;
-                    self.publish_learner();
-                }
-            }
+            let cc: ConfChangeV2 = if entry.get_entry_type() == EntryType::EntryConfChange {
+                let v1 = raft::eraftpb::ConfChange::parse_from_bytes(entry.get_data())
+                    .map_err(|e| Error::Storage(e.to_string()))?;
+                let mut single = raft::eraftpb::ConfChangeSingle::default();
+                single.set_change_type(v1.get_change_type());
+                single.node_id = v1.node_id;
+                let mut v2 = ConfChangeV2::default();
+                v2.mut_changes().push(single);
+                v2.set_context(v1.get_context().to_vec().into());
+                v2
+            } else {
+                ConfChangeV2::parse_from_bytes(entry.get_data()).map_err(|e| Error::Storage(e.to_string()))?
+            };
+            let cs = self.raw.apply_conf_change(&cc)?;
+            self.raw.mut_store().set_conf_state(&cs)?;
+            self.applier.apply_conf_change(entry, &cc, &cs)?;
+            self.publish_learner();
             self.raw.mut_store().set_applied(entry.index, entry.term);
         }
         self.metrics.backend_commit.observe(started.elapsed());
