@@ -35,7 +35,7 @@ pub struct Config {
     /// Enable client cert authentication.
     #[arg(long, env = "RAFTCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub client_cert_auth: bool,
-    /// Type of auth token: "simple" (JWT, "jwt,...", is not supported and refused at start-up).
+    /// Type of auth token: "simple", or "jwt,pub-key=PATH,priv-key=PATH,sign-method=ES256|RS256|...,ttl=5m".
     #[arg(long, env = "RAFTCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// Seconds a simple token lives after its last use.
@@ -149,14 +149,9 @@ impl Config {
         split_urls(self.initial_advertise_peer_urls.as_deref().unwrap_or(&self.listen_peer_urls))
     }
 
-    /// Checks the auth flags: only simple tokens are provided; bcrypt's cost must be in its range.
+    /// Checks the auth flags: a simple or a loadable JWT token spec; bcrypt's cost must be in its range.
     pub fn check_auth(&self) -> Result<(), String> {
-        if self.auth_token != "simple" {
-            return Err(format!(
-                "--auth-token {:?} is not supported: raftcd provides only \"simple\" tokens (JWT is not implemented)",
-                self.auth_token
-            ));
-        }
+        self.jwt()?;
         if !(4..=31).contains(&self.bcrypt_cost) {
             return Err(format!("--bcrypt-cost {} is out of range [4, 31]", self.bcrypt_cost));
         }
@@ -164,6 +159,14 @@ impl Config {
             return Err("--auth-token-ttl must be at least 1 second".into());
         }
         Ok(())
+    }
+
+    /// The JWT token keys when `--auth-token jwt,...`; None for simple tokens.
+    pub fn jwt(&self) -> Result<Option<crate::auth::jwt::JwtTokens>, String> {
+        match self.auth_token.as_str() {
+            "simple" => Ok(None),
+            spec => crate::auth::jwt::JwtTokens::from_flag(spec).map(Some),
+        }
     }
 
     /// Ticks between elections; election_timeout / heartbeat_interval.

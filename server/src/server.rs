@@ -191,8 +191,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     let lessor = Arc::new(Lessor::load(&store, cfg.min_lease_ttl())?);
     let members = Arc::new(Membership::load(&store, ident.cluster_id)?);
     let alarms = Arc::new(Alarms::load(&store)?);
-    let auth =
-        Arc::new(crate::auth::AuthStore::load(&store, Duration::from_secs(cfg.auth_token_ttl), cfg.bcrypt_cost)?);
+    let auth = Arc::new(
+        crate::auth::AuthStore::load(&store, Duration::from_secs(cfg.auth_token_ttl), cfg.bcrypt_cost)?
+            .with_jwt(cfg.jwt().map_err(Error::InvalidArgument)?),
+    );
     let hub = WatchHub::new(store.clone(), cfg.experimental_watch_progress_notify_interval);
     let compactor = Compactor::start(store.clone());
     let (applied_tx, applied_rx) = watch::channel(applied);

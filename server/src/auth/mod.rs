@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod common_name;
+pub mod jwt;
 pub mod password;
 pub mod perm;
 pub mod state;
@@ -38,6 +39,8 @@ pub use token::Tokens;
 pub struct AuthStore {
     state: RwLock<AuthState>,
     tokens: Tokens,
+    /// Set with `--auth-token jwt,...`: tokens are signed JWTs instead of simple tokens.
+    jwt: Option<jwt::JwtTokens>,
     bcrypt_cost: u32,
 }
 
@@ -70,6 +73,7 @@ impl AuthStore {
         Ok(AuthStore {
             state: RwLock::new(AuthState::load(store)?),
             tokens: Tokens::new(token_ttl, token::MAX_TOKENS),
+            jwt: None,
             bcrypt_cost,
         })
     }
@@ -104,6 +108,20 @@ impl AuthStore {
         self.read().revision
     }
 
+    /// Uses JWT tokens (from `--auth-token jwt,...`) instead of simple ones.
+    pub fn with_jwt(mut self, jwt: Option<jwt::JwtTokens>) -> AuthStore {
+        self.jwt = jwt;
+        self
+    }
+
+    /// With JWT tokens: a signed token for `user` (whose password was checked). None with simple tokens.
+    pub fn issue_jwt(&self, user: &str) -> Option<Result<String>> {
+        let j = self.jwt.as_ref()?;
+        Some(j.issue(user, self.revision()).ok_or_else(|| {
+            Error::Unimplemented("etcdserver: this member has no JWT priv-key and only verifies tokens".into())
+        }))
+    }
+
     /// The bcrypt cost for new password hashes.
     pub fn bcrypt_cost(&self) -> u32 {
         self.bcrypt_cost
@@ -118,7 +136,15 @@ impl AuthStore {
             return Ok(a);
         }
         if let Some(t) = token {
-            a.username = self.tokens.user(t).ok_or(Error::InvalidAuthToken)?;
+            a.username = match &self.jwt {
+                // A JWT names its user; a user deleted since it was issued no longer counts.
+                Some(j) => j
+                    .verify(t)
+                    .map(|(user, _)| user)
+                    .filter(|user| st.users.contains_key(user))
+                    .ok_or(Error::InvalidAuthToken)?,
+                None => self.tokens.user(t).ok_or(Error::InvalidAuthToken)?,
+            };
         } else if let Some(cn) = cn {
             a.username = cn;
         }
