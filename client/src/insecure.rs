@@ -90,13 +90,13 @@ fn client_config(cert: Option<&str>, key: Option<&str>) -> Result<ClientConfig> 
 
 /// A tonic connector that dials TCP and completes a non-verifying TLS handshake.
 #[derive(Clone)]
-pub(crate) struct InsecureTlsConnector {
+pub struct InsecureTlsConnector {
     tls: TlsConnector,
 }
 
 impl InsecureTlsConnector {
     /// Builds the connector, reading the client certificate files now so a bad path fails up front.
-    pub(crate) fn new(cert: Option<&str>, key: Option<&str>) -> Result<InsecureTlsConnector> {
+    pub fn new(cert: Option<&str>, key: Option<&str>) -> Result<InsecureTlsConnector> {
         Ok(InsecureTlsConnector { tls: TlsConnector::from(Arc::new(client_config(cert, key)?)) })
     }
 }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 pub use error::{go_code_name, Error, Result};
+pub use insecure::InsecureTlsConnector;
 pub use kv::{range_end_for_prefix, FROM_KEY};
 pub use lease::KeepAliveHandle;
 pub use maintenance::SnapshotStream;

@@ -59,7 +59,7 @@ pub struct Config {
     /// Enable peer client cert authentication.
     #[arg(long, env = "RAFTCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub peer_client_cert_auth: bool,
-    /// Peer TLS using self-generated certificates (not supported: peers could not verify each other).
+    /// Peer TLS using self-generated certificates (encrypted; peers do not verify each other, as etcd).
     #[arg(long, env = "RAFTCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub peer_auto_tls: bool,
     /// Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be
@@ -222,9 +222,6 @@ impl Config {
     /// TLS files for the peer port (and for connecting to peers).
     pub fn peer_tls(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
         let https = split_urls(&self.listen_peer_urls).iter().any(|u| u.starts_with("https://"));
-        if self.peer_auto_tls {
-            return Err("--peer-auto-tls is not supported: give --peer-cert-file/--peer-key-file and --peer-trusted-ca-file (deploy/certs.sh makes them)".into());
-        }
         let files = match (&self.peer_cert_file, &self.peer_key_file) {
             (Some(c), Some(k)) => crate::tls::TlsFiles {
                 cert: c.into(),
@@ -232,7 +229,22 @@ impl Config {
                 trusted_ca: self.peer_trusted_ca_file.as_ref().map(Into::into),
                 client_cert_auth: self.peer_client_cert_auth,
                 cipher_suites: self.suites(),
+                skip_verify: false,
             },
+            (None, None) if self.peer_auto_tls && https => {
+                // As etcd: a self-signed certificate per member; peers encrypt but cannot verify each other
+                // (and so cannot require client certificates).
+                if self.peer_client_cert_auth {
+                    return Err("--peer-client-cert-auth needs --peer-trusted-ca-file; self-signed --peer-auto-tls certificates cannot be verified".into());
+                }
+                let dir = std::path::Path::new(&self.data_dir()).join("fixtures").join("peer");
+                let hosts = crate::tls::hosts_of(&self.advertise_peer_urls());
+                crate::tls::TlsFiles {
+                    cipher_suites: self.suites(),
+                    skip_verify: true,
+                    ..crate::tls::auto_tls(&dir, &hosts).map_err(|e| e.to_string())?
+                }
+            }
             (None, None) if https => {
                 return Err(format!(
                     "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {}",

@@ -117,7 +117,7 @@ async fn identity(
     cfg: &Config,
     local: &sled::Tree,
     storage: &mut RaftStorage,
-    peer_tls: Option<&tonic::transport::ClientTlsConfig>,
+    peer_tls: Option<&crate::tls::DialTls>,
 ) -> Result<Identity> {
     if let (Some(member_id), Some(cluster_id)) = (read_u64(local, "member_id")?, read_u64(local, "cluster_id")?) {
         tracing::info!(member_id = %format!("{member_id:x}"), "restarting from {}", cfg.data_dir());

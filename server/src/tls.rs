@@ -29,6 +29,47 @@ pub struct TlsFiles {
     pub client_cert_auth: bool,
     /// etcd --cipher-suites names (TLS 1.2); empty = rustls's defaults.
     pub cipher_suites: Vec<String>,
+    /// Self-signed (`--peer-auto-tls`): other members' certificates cannot be verified, only used to encrypt.
+    pub skip_verify: bool,
+}
+
+/// How this member dials the TLS URLs of other members.
+#[derive(Clone)]
+pub enum DialTls {
+    /// Verify the server against the trusted CA, presenting our certificate.
+    Verify(tonic::transport::ClientTlsConfig),
+    /// `--peer-auto-tls`: encrypt without verifying the self-signed certificates, as etcd does.
+    SkipVerify(raftcd_client::InsecureTlsConnector),
+}
+
+/// An endpoint of another member, dialled with the right TLS.
+pub struct Dial {
+    endpoint: tonic::transport::Endpoint,
+    insecure: Option<raftcd_client::InsecureTlsConnector>,
+}
+
+impl Dial {
+    /// Per-request timeout.
+    pub fn timeout(mut self, d: std::time::Duration) -> Dial {
+        self.endpoint = self.endpoint.timeout(d);
+        self
+    }
+
+    /// Connects now.
+    pub async fn connect(&self) -> std::result::Result<tonic::transport::Channel, tonic::transport::Error> {
+        match &self.insecure {
+            Some(c) => self.endpoint.connect_with_connector(c.clone()).await,
+            None => self.endpoint.connect().await,
+        }
+    }
+
+    /// Connects on first use.
+    pub fn connect_lazy(&self) -> tonic::transport::Channel {
+        match &self.insecure {
+            Some(c) => self.endpoint.connect_with_connector_lazy(c.clone()),
+            None => self.endpoint.connect_lazy(),
+        }
+    }
 }
 
 fn tls_err(what: impl std::fmt::Display) -> Error {
@@ -198,8 +239,14 @@ pub fn generate_ca_and_certs(dir: &Path, certs: &[(String, Vec<String>)]) -> Res
     Ok(())
 }
 
-/// A tonic client TLS config for peer connections (CA to trust, and our certificate when peers verify it).
-pub fn peer_client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig> {
+/// How to dial peers: verifying them against the CA with our certificate, or (auto TLS) not verifying.
+pub fn peer_client_config(files: &TlsFiles) -> Result<DialTls> {
+    if files.skip_verify {
+        let (cert, key) = (files.cert.to_string_lossy(), files.key.to_string_lossy());
+        return raftcd_client::InsecureTlsConnector::new(Some(&cert), Some(&key))
+            .map(DialTls::SkipVerify)
+            .map_err(tls_err);
+    }
     let mut cfg = tonic::transport::ClientTlsConfig::new();
     if let Some(ca) = &files.trusted_ca {
         let pem = std::fs::read(ca).map_err(|e| tls_err(format!("{}: {e}", ca.display())))?;
@@ -207,25 +254,35 @@ pub fn peer_client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTl
     }
     let cert = std::fs::read(&files.cert).map_err(|e| tls_err(e.to_string()))?;
     let key = std::fs::read(&files.key).map_err(|e| tls_err(e.to_string()))?;
-    Ok(cfg.identity(tonic::transport::Identity::from_pem(cert, key)))
+    Ok(DialTls::Verify(cfg.identity(tonic::transport::Identity::from_pem(cert, key))))
 }
 
-/// A tonic endpoint for `url`, with TLS when the URL is https.
-pub fn endpoint(url: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<tonic::transport::Endpoint> {
-    let mut ep = tonic::transport::Endpoint::from_shared(url.to_string())
+/// An endpoint for `url`, with TLS when the URL is https.
+pub fn endpoint(url: &str, tls: Option<&DialTls>) -> Result<Dial> {
+    let https = url.starts_with("https://");
+    let insecure = match tls {
+        Some(DialTls::SkipVerify(c)) if https => Some(c.clone()),
+        _ => None,
+    };
+    // With skip-verify our connector does the TLS, so tonic is given the plain-http form of the URL.
+    let dial_url = if insecure.is_some() { url.replacen("https://", "http://", 1) } else { url.to_string() };
+    let mut ep = tonic::transport::Endpoint::from_shared(dial_url)
         .map_err(|e| Error::InvalidArgument(format!("invalid URL {url}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(1))
         .tcp_nodelay(true);
-    if url.starts_with("https://") {
-        let cfg = tls.cloned().unwrap_or_default();
+    if https && insecure.is_none() {
+        let cfg = match tls {
+            Some(DialTls::Verify(c)) => c.clone(),
+            _ => Default::default(),
+        };
         ep = ep.tls_config(cfg).map_err(tls_err)?;
     }
-    Ok(ep)
+    Ok(Dial { endpoint: ep, insecure })
 }
 
-/// A client TLS config from our own certificate files (for member-to-member calls on client URLs).
-pub fn client_config(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig> {
-    peer_client_config(files)
+/// How to dial other members' client URLs, from our own client certificate files.
+pub fn client_config(files: &TlsFiles) -> Result<DialTls> {
+    peer_client_config(&TlsFiles { skip_verify: false, ..files.clone() })
 }
 
 #[cfg(test)]
@@ -242,6 +299,7 @@ mod tests {
             trusted_ca: Some(dir.path().join("ca.pem")),
             client_cert_auth: true,
             cipher_suites: vec![],
+            skip_verify: false,
         };
         let cfg = server_config(&files).unwrap();
         assert_eq!(cfg.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);

@@ -254,3 +254,58 @@ fn insecure_skip_tls_verify_matches_etcdctl() {
     assert!(!rs(&[], &no_cert).status.success(), "etcdctl-rs got in without a client certificate");
     assert!(!etcdctl(&url, &[], &no_cert).status.success(), "etcdctl got in without a client certificate");
 }
+
+/// Scenario: a 3-member cluster with https peer URLs and `--peer-auto-tls` (no certificate files): each member
+/// makes its own self-signed certificate, peer traffic is encrypted, the cluster elects one leader and
+/// replicates; the peer port does not answer plain (unencrypted) HTTP/2.
+#[test]
+fn cluster_with_peer_auto_tls_replicates() {
+    if etcdctl_path().is_none() {
+        assert!(skip_allowed(), "etcdctl not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial =
+        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=https://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let mut children = Vec::new();
+    for (i, (c, p)) in ports.iter().enumerate() {
+        let curl = format!("http://127.0.0.1:{c}");
+        let purl = format!("https://127.0.0.1:{p}");
+        let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
+        children.push(
+            Command::new(workspace_bin("raftcd"))
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{i}")))
+                .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
+                .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
+                .args(["--initial-cluster", &initial, "--heartbeat-interval", "50", "--election-timeout", "500"])
+                .arg("--peer-auto-tls")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let _k = Kill(children);
+    let eps: Vec<String> = ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
+    wait_ready(&eps[0], &[]);
+    ok(&etcdctl(&eps[0], &[], &["put", "auto-tls", "yes"]));
+    for ep in &eps {
+        let v = ok(&etcdctl(ep, &[], &["get", "auto-tls", "--print-value-only"]));
+        assert_eq!(v.trim(), "yes", "{ep}");
+    }
+    for i in 0..3 {
+        let fixtures = dir.path().join(format!("m{i}")).join("fixtures").join("peer");
+        let n = std::fs::read_dir(&fixtures).map(|d| d.count()).unwrap_or(0);
+        assert!(n >= 2, "no self-signed peer certificate and key in {}", fixtures.display());
+    }
+    step!("the peer port speaks only TLS: an HTTP/2 preface gets no HTTP/2 SETTINGS back");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", ports[0].1)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    std::io::Write::write_all(&mut s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").unwrap();
+    let mut buf = [0u8; 9];
+    let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
+    assert!(!(n >= 4 && buf[3] == 0x04), "the auto-TLS peer port answered plain HTTP/2: {:?}", &buf[..n]);
+}

@@ -13,7 +13,7 @@ use crate::member::decode_member;
 pub async fn discover(
     peer_urls: &[String],
     my_peer_urls: &[String],
-    tls: Option<&tonic::transport::ClientTlsConfig>,
+    tls: Option<&crate::tls::DialTls>,
 ) -> Result<(u64, u64)> {
     let mut last_err = String::from("no other member to ask");
     for attempt in 0..30 {

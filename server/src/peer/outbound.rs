@@ -46,7 +46,7 @@ pub struct PeerTransport {
     /// Peer URLs learned from incoming traffic, for peers not (yet) in the applied member list.
     learned: Arc<Mutex<HashMap<u64, String>>>,
     /// Client TLS for https peer URLs.
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    tls: Option<crate::tls::DialTls>,
     /// Peers that told us we are in another cluster.
     rejected_by: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
@@ -70,7 +70,7 @@ impl PeerTransport {
         store: Store,
         snap_dir: PathBuf,
         my_url: String,
-        tls: Option<tonic::transport::ClientTlsConfig>,
+        tls: Option<crate::tls::DialTls>,
     ) -> Arc<PeerTransport> {
         Arc::new(PeerTransport {
             me,
@@ -201,7 +201,7 @@ impl PeerTransport {
 
 async fn stream_snapshot(
     url: &str,
-    tls: Option<&tonic::transport::ClientTlsConfig>,
+    tls: Option<&crate::tls::DialTls>,
     cluster_id: u64,
     m: &Message,
     path: &PathBuf,
@@ -267,7 +267,7 @@ struct PeerWorker {
     active: Arc<Mutex<HashMap<u64, Instant>>>,
     learned: Arc<Mutex<HashMap<u64, String>>>,
     my_url: String,
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    tls: Option<crate::tls::DialTls>,
     rejected_by: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 

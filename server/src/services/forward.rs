@@ -16,12 +16,7 @@ pub struct LeaderChannel {
 
 impl LeaderChannel {
     /// A channel to the current leader (NoLeader when none is known or it has no client URL yet).
-    pub fn get(
-        &self,
-        status: &RaftStatus,
-        members: &Membership,
-        tls: Option<&tonic::transport::ClientTlsConfig>,
-    ) -> Result<Channel> {
+    pub fn get(&self, status: &RaftStatus, members: &Membership, tls: Option<&crate::tls::DialTls>) -> Result<Channel> {
         let leader = status.leader();
         if leader == 0 {
             return Err(Error::NoLeader);

@@ -42,7 +42,7 @@ pub struct Ctx {
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// TLS for calls to other members' client URLs (https).
-    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
+    pub client_tls: Option<crate::tls::DialTls>,
     /// Where snapshot files are written.
     pub snap_dir: std::path::PathBuf,
     pub cluster_id: u64,
