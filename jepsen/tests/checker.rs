@@ -554,13 +554,15 @@ mod nemesis {
         assert_eq!(schedule(&c, 42), schedule(&c, 42));
         assert_ne!(schedule(&c, 42), schedule(&c, 43));
         // Every kind appears in the first round.
-        let first: Vec<FaultKind> = schedule(&c, 42).iter().take(5).map(|s| s.fault.kind()).collect();
+        let first: Vec<FaultKind> =
+            schedule(&c, 42).iter().take(FaultKind::ALL.len()).map(|s| s.fault.kind()).collect();
         for k in FaultKind::ALL {
             assert!(first.contains(&k), "{k:?} missing from the first round {first:?}");
         }
         assert!(schedule(&cfg(&[], 3), 1).is_empty());
         assert_eq!(parse_kinds("kill, partition").unwrap(), vec![FaultKind::Kill, FaultKind::Partition]);
-        assert_eq!(parse_kinds("all").unwrap().len(), 5);
+        assert_eq!(parse_kinds("all").unwrap(), FaultKind::ALL.to_vec());
+        assert_eq!(parse_kinds("failpoint").unwrap(), vec![FaultKind::Failpoint]);
         assert!(parse_kinds("none").unwrap().is_empty());
         assert!(parse_kinds("flood").is_err());
     }
