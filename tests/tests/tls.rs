@@ -70,6 +70,35 @@ fn wait_ready(endpoint: &str, tls: &[(&str, PathBuf)]) {
     }
 }
 
+/// Spawns three members m0..m2 in `dir` with https peer URLs, client URLs of `client_scheme`, fast elections
+/// and `extra` flags; returns their (client port, peer port) and processes.
+fn spawn_https_peer_cluster(dir: &Path, client_scheme: &str, extra: &[String]) -> (Vec<(u16, u16)>, Kill) {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial =
+        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=https://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let mut children = Vec::new();
+    for (i, (c, p)) in ports.iter().enumerate() {
+        let curl = format!("{client_scheme}://127.0.0.1:{c}");
+        let purl = format!("https://127.0.0.1:{p}");
+        let log = std::fs::File::create(dir.join(format!("m{i}.log"))).unwrap();
+        children.push(
+            Command::new(workspace_bin("raftcd"))
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.join(format!("m{i}")))
+                .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
+                .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
+                .args(["--initial-cluster", &initial, "--heartbeat-interval", "50", "--election-timeout", "500"])
+                .args(extra)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    (ports, Kill(children))
+}
+
 /// Scenario: one member with https and --client-cert-auth. A client certificate from the trusted CA works
 /// (and /health answers over TLS); no certificate, another CA's certificate, and plain HTTP all fail.
 #[test]
@@ -132,42 +161,20 @@ fn cluster_with_peer_mutual_tls_replicates() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     gen_certs(&certs, &["server", "peer", "client"]);
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial =
-        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=https://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let mut children = Vec::new();
-    for (i, (c, p)) in ports.iter().enumerate() {
-        let curl = format!("https://127.0.0.1:{c}");
-        let purl = format!("https://127.0.0.1:{p}");
-        let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
-        children.push(
-            Command::new(workspace_bin("raftcd"))
-                .args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("m{i}")))
-                .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
-                .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
-                .args(["--initial-cluster", &initial, "--heartbeat-interval", "50", "--election-timeout", "500"])
-                .arg("--cert-file")
-                .arg(certs.join("server.pem"))
-                .arg("--key-file")
-                .arg(certs.join("server-key.pem"))
-                .arg("--trusted-ca-file")
-                .arg(certs.join("ca.pem"))
-                .arg("--peer-cert-file")
-                .arg(certs.join("peer.pem"))
-                .arg("--peer-key-file")
-                .arg(certs.join("peer-key.pem"))
-                .arg("--peer-trusted-ca-file")
-                .arg(certs.join("ca.pem"))
-                .arg("--peer-client-cert-auth")
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-    let _k = Kill(children);
+    let file = |f: &str| certs.join(f).display().to_string();
+    let extra: Vec<String> = [
+        ("--cert-file", "server.pem"),
+        ("--key-file", "server-key.pem"),
+        ("--trusted-ca-file", "ca.pem"),
+        ("--peer-cert-file", "peer.pem"),
+        ("--peer-key-file", "peer-key.pem"),
+        ("--peer-trusted-ca-file", "ca.pem"),
+    ]
+    .iter()
+    .flat_map(|(flag, f)| [flag.to_string(), file(f)])
+    .chain(["--peer-client-cert-auth".to_string()])
+    .collect();
+    let (ports, _k) = spawn_https_peer_cluster(dir.path(), "https", &extra);
     let tls =
         [("cacert", certs.join("ca.pem")), ("cert", certs.join("client.pem")), ("key", certs.join("client-key.pem"))];
     let eps: Vec<String> = ports.iter().map(|(c, _)| format!("https://127.0.0.1:{c}")).collect();
@@ -265,30 +272,7 @@ fn cluster_with_peer_auto_tls_replicates() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial =
-        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=https://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let mut children = Vec::new();
-    for (i, (c, p)) in ports.iter().enumerate() {
-        let curl = format!("http://127.0.0.1:{c}");
-        let purl = format!("https://127.0.0.1:{p}");
-        let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
-        children.push(
-            Command::new(workspace_bin("raftcd"))
-                .args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("m{i}")))
-                .args(["--listen-client-urls", &curl, "--advertise-client-urls", &curl])
-                .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
-                .args(["--initial-cluster", &initial, "--heartbeat-interval", "50", "--election-timeout", "500"])
-                .arg("--peer-auto-tls")
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-    let _k = Kill(children);
+    let (ports, _k) = spawn_https_peer_cluster(dir.path(), "http", &["--peer-auto-tls".to_string()]);
     let eps: Vec<String> = ports.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
     wait_ready(&eps[0], &[]);
     ok(&etcdctl(&eps[0], &[], &["put", "auto-tls", "yes"]));
