@@ -798,13 +798,18 @@ async fn etcdctl_member_commands_and_cluster_endpoint_status() {
     };
     let words: Vec<&str> = promoted.stdout.split_whitespace().collect();
     assert_eq!(words.get(..3), Some(&["Member", hex.as_str(), "promoted"][..]), "{}", promoted.stdout);
-    let listed = ctl_members(&eps);
-    let m4_entry = listed.get(&m4_id).cloned();
-    assert_eq!(
-        m4_entry,
-        Some(("m4".into(), vec![m4.member.peer_url()], vec![m4.member.client_url()], false)),
-        "{listed:?}"
-    );
+    // m4 publishes its name and client URLs through raft on its own schedule (as etcd's members do), so
+    // a promotion can be applied before them: wait for both.
+    let want = Some(("m4".into(), vec![m4.member.peer_url()], vec![m4.member.client_url()], false));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = blocking(|| ctl_members(&eps));
+        if listed.get(&m4_id).cloned() == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "m4 never listed as a started voter: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let all_eps: Vec<String> = eps.iter().cloned().chain([m4.endpoint()]).collect();
     let urls: Vec<String> = urls.into_iter().chain([m4.member.client_url()]).collect();
     // The promotion is acknowledged once the leader applied it; m4 reports it once m4 has applied it too.
