@@ -107,17 +107,27 @@ impl RaftHandle {
 
     /// Proposes a membership change and waits for it to apply.
     pub async fn propose_conf_change(&self, cc: raft::eraftpb::ConfChangeV2, id: u64) -> Result<ApplyResult> {
-        let rx = self.waiters.register(id);
-        if self.tx.send(Input::ProposeConfChange { id, cc }).await.is_err() {
-            self.waiters.cancel(id);
-            return Err(Error::Stopped);
-        }
-        match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let rx = self.waiters.register(id);
+            if self.tx.send(Input::ProposeConfChange { id, cc: cc.clone() }).await.is_err() {
                 self.waiters.cancel(id);
-                Err(Error::Timeout)
+                return Err(Error::Stopped);
+            }
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Err(Error::NoLeader))) | Ok(Ok(Err(Error::LeaderChanged))) => {
+                    // Refused by raft before being appended (an election is under way): try again.
+                    if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                        return Err(if self.status.leader() == 0 { Error::NoLeader } else { Error::Timeout });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Ok(r)) => return r,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => {
+                    self.waiters.cancel(id);
+                    return Err(Error::Timeout);
+                }
             }
         }
     }

@@ -180,7 +180,11 @@ impl Node {
                 }
             }
             Input::ProposeConfChange { id, cc } => {
-                if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+                if self.raw.raft.state == StateRole::Leader && self.raw.raft.has_pending_conf() {
+                    // raft-rs would turn this change into an empty entry that nobody answers; refuse it
+                    // before it is appended so the caller retries once the earlier change has applied.
+                    self.waiters.trigger(id, Err(Error::LeaderChanged));
+                } else if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
                     self.waiters.trigger(id, Err(self.dropped(e)));
                 }
             }

@@ -92,7 +92,7 @@ fn check_urls(urls: &[String]) -> Result<()> {
 
 macro_rules! forward_if_follower {
     ($self:ident, $method:ident, $req:expr) => {
-        if let Some(ch) = $self.ctx.forward_target()? {
+        if let Some(ch) = $self.ctx.forward_target().await? {
             return ClusterClient::new(ch).$method($req).await.map_err(forward_status);
         }
     };

@@ -76,7 +76,7 @@ impl Lease for LeaseService {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<LeaseKeepAliveResponse, Status>>(16);
         let ctx = self.ctx.clone();
-        if let Some(ch) = self.ctx.forward_target()? {
+        if let Some(ch) = self.ctx.forward_target().await? {
             // Only the leader keeps lease deadlines: pipe the stream to it.
             let (up_tx, up_rx) = mpsc::channel::<LeaseKeepAliveRequest>(16);
             let mut down = LeaseClient::new(ch)
@@ -141,7 +141,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         require_leader(&self.ctx, &req)?;
         let r = req.into_inner();
-        if let Some(ch) = self.ctx.forward_target()? {
+        if let Some(ch) = self.ctx.forward_target().await? {
             let mut resp = LeaseClient::new(ch).lease_time_to_live(r).await.map_err(forward_status)?.into_inner();
             self.ctx.stamp(&mut resp.header);
             return Ok(Response::new(resp));

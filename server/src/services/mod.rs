@@ -73,13 +73,22 @@ impl Ctx {
         *h = Some(self.header(rev));
     }
 
-    /// A channel to the leader when this member does not lead (None when it does).
-    pub fn forward_target(&self) -> Result<Option<tonic::transport::Channel>> {
-        let st = self.raft.status();
-        if st.is_leader() {
-            return Ok(None);
+    /// A channel to the leader when this member does not lead (None when it does). While an election
+    /// is under way it waits for the outcome, up to the request timeout, as etcd's requests do.
+    pub async fn forward_target(&self) -> Result<Option<tonic::transport::Channel>> {
+        let deadline = tokio::time::Instant::now() + self.raft.timeout();
+        loop {
+            let st = self.raft.status();
+            if st.is_leader() {
+                return Ok(None);
+            }
+            match self.leader.get(st, &self.members, self.client_tls.as_ref()) {
+                Err(Error::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                r => return r.map(Some),
+            }
         }
-        self.leader.get(st, &self.members, self.client_tls.as_ref()).map(Some)
     }
 
     /// Replicates `op` through raft after the request-size check (the cluster's own requests).
