@@ -318,8 +318,14 @@ pub async fn run(cfg: Config) -> Result<()> {
         let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<crate::listen::Conn>>(64);
         servers.push(tokio::spawn(crate::listen::accept_loop(listener, tls, conn_tx, None, shutdown_rx.clone())));
         let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
-        let svc =
-            PeerService::new(ident.cluster_id, tx.clone(), ctx.members.clone(), transport.clone(), snap_dir.clone());
+        let svc = PeerService::new(
+            ident.cluster_id,
+            tx.clone(),
+            ctx.members.clone(),
+            transport.clone(),
+            snap_dir.clone(),
+            crate::peer::service::max_snapshot_bytes(ctx.quota_backend_bytes as u64),
+        );
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(PeerServer::new(svc).max_decoding_message_size(64 << 20));

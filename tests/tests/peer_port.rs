@@ -67,6 +67,85 @@ fn foreign_and_malformed_peer_traffic_is_refused() {
     });
 }
 
+/// A MsgSnapshot from member 77 for index 1000, in raft-rs's codec, as a snapshot stream starts with.
+fn snapshot_message() -> Vec<u8> {
+    use protobuf::Message as _;
+    let mut m = raft::eraftpb::Message::default();
+    m.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+    m.from = 77;
+    m.term = 5;
+    m.mut_snapshot().mut_metadata().index = 1000;
+    m.mut_snapshot().mut_metadata().term = 5;
+    m.write_to_bytes().unwrap()
+}
+
+/// Files in the member's snapshot directory whose name ends with `suffix`.
+fn snap_files(data_dir: &Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(data_dir.join("member").join("snap"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.ends_with(suffix))
+        .collect()
+}
+
+/// Scenario: a peer with the right cluster id streams a snapshot. One larger than the member's limit (twice
+/// the 1 MiB backend quota plus 64 MiB) is refused with ResourceExhausted and its partial file removed;
+/// while one stream is being received a second one is refused with Unavailable; an abandoned stream leaves
+/// no file behind. The member keeps serving.
+#[test]
+fn peer_snapshot_streams_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = RaftcdProcess::start_single(dir.path(), &["--quota-backend-bytes", "1048576"]);
+    let data_dir = m.member.data_dir.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = peer_client(&m.member.peer_url(), None).await.unwrap();
+        let cid = c.members(MembersRequest {}).await.unwrap().into_inner().cluster_id;
+        let chunk = |first: bool, last: bool| SnapshotChunk {
+            cluster_id: cid,
+            raft_message: if first { snapshot_message() } else { vec![] },
+            data: vec![0xab; 4 << 20],
+            last,
+        };
+
+        step!("a 68 MiB snapshot against a 66 MiB limit");
+        let chunks: Vec<SnapshotChunk> = (0..17).map(|i| chunk(i == 0, i == 16)).collect();
+        let e = c.snapshot(tokio_stream::iter(chunks)).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+        assert!(e.message().contains("snapshot larger than"), "{e:?}");
+        assert_eq!(snap_files(&data_dir, ".part"), Vec::<String>::new(), "partial snapshot left on disk");
+        assert!(m.log().contains("refused an oversized snapshot"), "no log line:\n{}", m.log());
+
+        step!("a second stream while one is being received");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(chunk(true, false)).await.unwrap();
+        let mut c1 = c.clone();
+        let slow = tokio::spawn(async move { c1.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while snap_files(&data_dir, ".part").is_empty() {
+            assert!(Instant::now() < deadline, "the first stream never started writing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let e = c.snapshot(tokio_stream::iter([chunk(true, true)])).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        assert!(e.message().contains("another snapshot is being received"), "{e:?}");
+
+        step!("the first stream is abandoned: its file goes");
+        slow.abort();
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !snap_files(&data_dir, ".part").is_empty() {
+            assert!(Instant::now() < deadline, "an abandoned stream left {:?}", snap_files(&data_dir, ".part"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        step!("the member still serves");
+        let mut kv = connect(&m.endpoint()).await;
+        kv.put("after", "2", None).await.unwrap();
+    });
+}
+
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {

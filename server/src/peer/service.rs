@@ -21,6 +21,28 @@ pub struct PeerService {
     members: Arc<Membership>,
     transport: Arc<PeerTransport>,
     snap_dir: PathBuf,
+    /// The largest snapshot accepted: the stream is written to disk, so a peer must not fill it.
+    max_snapshot_bytes: u64,
+    /// One snapshot is received at a time (raft sends one per follower anyway).
+    receiving: Arc<tokio::sync::Semaphore>,
+}
+
+/// A partly received snapshot file, removed unless the receive completes.
+struct PartFile(Option<PathBuf>);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The snapshot size limit for a member whose backend quota is `quota_bytes`: a snapshot holds the live
+/// state, which the sender's own quota bounds; twice the quota plus slack leaves room for a sender with
+/// a larger quota without letting a peer write without limit.
+pub fn max_snapshot_bytes(quota_bytes: u64) -> u64 {
+    quota_bytes.saturating_mul(2).saturating_add(64 << 20)
 }
 
 impl PeerService {
@@ -31,8 +53,10 @@ impl PeerService {
         members: Arc<Membership>,
         transport: Arc<PeerTransport>,
         snap_dir: PathBuf,
+        max_snapshot_bytes: u64,
     ) -> PeerService {
-        PeerService { cluster_id, raft_tx, members, transport, snap_dir }
+        let receiving = Arc::new(tokio::sync::Semaphore::new(1));
+        PeerService { cluster_id, raft_tx, members, transport, snap_dir, max_snapshot_bytes, receiving }
     }
 
     fn check_cluster(&self, got: u64) -> Result<(), Status> {
@@ -90,17 +114,36 @@ impl Peer for PeerService {
         if msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
             return Err(Status::invalid_argument("raftcd: snapshot stream without a MsgSnapshot"));
         }
+        let Ok(_receiving) = self.receiving.clone().try_acquire_owned() else {
+            return Err(Status::unavailable("raftcd: another snapshot is being received"));
+        };
         let meta = msg.get_snapshot().get_metadata();
         let final_path = self.snap_dir.join(format!("recv-{}-{}.snap", meta.term, meta.index));
         let part = final_path.with_extension("part");
         let io = |e: std::io::Error| Status::internal(format!("raftcd: snapshot receive: {e}"));
         let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
+        let mut guard = PartFile(Some(part.clone()));
+        let mut size = first.data.len() as u64;
+        let too_big = |size: u64| {
+            tracing::warn!(size, limit = self.max_snapshot_bytes, "refused an oversized snapshot from a peer");
+            Status::resource_exhausted(format!(
+                "raftcd: snapshot larger than {} bytes (twice the backend quota plus 64 MiB)",
+                self.max_snapshot_bytes
+            ))
+        };
+        if size > self.max_snapshot_bytes {
+            return Err(too_big(size));
+        }
         file.write_all(&first.data).await.map_err(io)?;
         let mut last = first.last;
         while !last {
             let Some(chunk) = stream.message().await? else {
                 return Err(Status::invalid_argument("raftcd: snapshot stream ended early"));
             };
+            size += chunk.data.len() as u64;
+            if size > self.max_snapshot_bytes {
+                return Err(too_big(size));
+            }
             file.write_all(&chunk.data).await.map_err(io)?;
             last = chunk.last;
         }
@@ -113,6 +156,7 @@ impl Peer for PeerService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::from)?;
         tokio::fs::rename(&part, &final_path).await.map_err(io)?;
+        guard.0 = None;
         tracing::info!(index = meta.index, term = meta.term, "snapshot received");
         self.raft_tx
             .send(Input::Step(Box::new(msg)))
