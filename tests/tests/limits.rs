@@ -44,6 +44,42 @@ async fn watch_outcome(c: &mut Client, key: Vec<u8>) -> String {
     }
 }
 
+/// A LeaseKeepAliveRequest padded with an unknown field, so that it can exceed the receive limit.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PaddedKeepAlive {
+    #[prost(int64, tag = "1")]
+    id: i64,
+    #[prost(bytes = "vec", tag = "99")]
+    pad: Vec<u8>,
+}
+
+/// Sends one keep-alive of lease 0x1234 (unknown) padded by `pad` bytes; reports the stream's first answer.
+async fn keepalive_outcome(endpoint: &str, pad: usize) -> String {
+    use raftcd_proto::etcdserverpb::LeaseKeepAliveResponse;
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<PaddedKeepAlive, LeaseKeepAliveResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(PaddedKeepAlive { id: 0x1234, pad: vec![0; pad] }).await.unwrap();
+    let req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let first = async {
+        match grpc.streaming(req, path, codec).await {
+            Err(s) => status(s),
+            Ok(resp) => match resp.into_inner().message().await {
+                Ok(Some(r)) => format!("ttl {}", r.ttl),
+                Ok(None) => "stream ended with OK".into(),
+                Err(s) => status(s),
+            },
+        }
+    };
+    let out = tokio::time::timeout(Duration::from_secs(10), first).await.unwrap_or_else(|_| "timed out".into());
+    drop(tx);
+    out
+}
+
 /// The oversized-request script; returns one outcome per request, labelled.
 async fn oversized_script(endpoint: &str) -> Vec<(&'static str, String)> {
     let mut c = connect(endpoint).await;
@@ -67,6 +103,8 @@ async fn oversized_script(endpoint: &str) -> Vec<(&'static str, String)> {
     out.push(("range over the gRPC limit", outcome(c.get(huge.clone(), None).await)));
     out.push(("delete over the gRPC limit", outcome(c.delete(huge.clone(), None).await)));
     out.push(("watch over the gRPC limit", watch_outcome(&mut c, huge.clone()).await));
+    out.push(("keepalive of an unknown lease", keepalive_outcome(endpoint, 0).await));
+    out.push(("keepalive over the gRPC limit", keepalive_outcome(endpoint, GRPC_LIMIT + 1000).await));
     out.push(("small put on the same connection afterwards", outcome(c.put("k", "v", None).await)));
     out
 }
@@ -107,6 +145,7 @@ fn oversized_requests_get_etcds_errors() {
         "range over the gRPC limit",
         "delete over the gRPC limit",
         "watch over the gRPC limit",
+        "keepalive over the gRPC limit",
     ] {
         let o = get(l);
         assert!(
@@ -115,6 +154,7 @@ fn oversized_requests_get_etcds_errors() {
             "{l}: {o}"
         );
     }
+    assert_eq!(get("keepalive of an unknown lease"), "ttl 0");
     assert_eq!(get("small put on the same connection afterwards"), "ok");
     if !require_etcd() {
         return;

@@ -84,10 +84,18 @@ impl Lease for LeaseService {
                 .await
                 .map_err(forward_status)?
                 .into_inner();
+            let err_tx = tx.clone();
             tokio::spawn(async move {
-                while let Some(Ok(ka)) = inbound.next().await {
-                    if up_tx.send(ka).await.is_err() {
-                        break;
+                while let Some(item) = inbound.next().await {
+                    match item {
+                        Ok(ka) if up_tx.send(ka).await.is_ok() => {}
+                        Ok(_) => break,
+                        Err(status) => {
+                            // A request this member could not take (e.g. over the receive limit) ends the
+                            // stream with its error, as etcd's does, not with OK.
+                            let _ = err_tx.send(Err(crate::grpc_limits::etcd_status(status))).await;
+                            break;
+                        }
                     }
                 }
             });
@@ -111,7 +119,14 @@ impl Lease for LeaseService {
             return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
         }
         tokio::spawn(async move {
-            while let Some(Ok(ka)) = inbound.next().await {
+            while let Some(item) = inbound.next().await {
+                let ka = match item {
+                    Ok(ka) => ka,
+                    Err(status) => {
+                        let _ = tx.send(Err(crate::grpc_limits::etcd_status(status))).await;
+                        break;
+                    }
+                };
                 let resp = match ctx.lessor.renew(ka.id) {
                     Ok(ttl) => Ok(LeaseKeepAliveResponse {
                         header: Some(ctx.header(ctx.store.current_revision())),
