@@ -74,55 +74,43 @@ impl RaftHandle {
 
     /// [`RaftHandle::propose`] on behalf of a client whose identity is checked where the entry applies.
     pub async fn propose_as(&self, op: Op, auth: Option<RequestAuth>) -> Result<ApplyResult> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
         let unix_millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        loop {
+        self.submit(|| {
             let id = self.ids.next();
             let req = RaftRequest { id, op: Some(op.clone()), unix_millis, auth: auth.clone() };
+            (id, Input::Propose { id, data: req.encode_to_vec() })
+        })
+        .await
+    }
+
+    /// Proposes a membership change and waits for it to apply.
+    pub async fn propose_conf_change(&self, cc: raft::eraftpb::ConfChangeV2, id: u64) -> Result<ApplyResult> {
+        self.submit(|| (id, Input::ProposeConfChange { id, cc: cc.clone() })).await
+    }
+
+    /// Sends the proposal `next` builds and waits for its result. One that raft refused before appending it
+    /// (no leader, leader changed, a conf change still pending) cannot commit, so it is built and sent
+    /// again until the request timeout.
+    async fn submit(&self, mut next: impl FnMut() -> (u64, Input)) -> Result<ApplyResult> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let (id, input) = next();
             let rx = self.waiters.register(id);
-            if self.tx.send(Input::Propose { id, data: req.encode_to_vec() }).await.is_err() {
+            if self.tx.send(input).await.is_err() {
                 self.waiters.cancel(id);
                 return Err(Error::Stopped);
             }
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(Err(Error::NoLeader))) | Ok(Ok(Err(Error::LeaderChanged))) => {
-                    // Refused by raft before being appended: safe to try again until the deadline.
                     if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
                         return Err(if self.status.leader() == 0 { Error::NoLeader } else { Error::Timeout });
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(Ok(result)) => return result,
-                Ok(Err(_)) => return Err(Error::Stopped),
-                Err(_) => {
-                    self.waiters.cancel(id);
-                    return Err(Error::Timeout);
-                }
-            }
-        }
-    }
-
-    /// Proposes a membership change and waits for it to apply.
-    pub async fn propose_conf_change(&self, cc: raft::eraftpb::ConfChangeV2, id: u64) -> Result<ApplyResult> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            let rx = self.waiters.register(id);
-            if self.tx.send(Input::ProposeConfChange { id, cc: cc.clone() }).await.is_err() {
-                self.waiters.cancel(id);
-                return Err(Error::Stopped);
-            }
-            match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(Err(Error::NoLeader))) | Ok(Ok(Err(Error::LeaderChanged))) => {
-                    // Refused by raft before being appended (an election is under way): try again.
-                    if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
-                        return Err(if self.status.leader() == 0 { Error::NoLeader } else { Error::Timeout });
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Ok(Ok(r)) => return r,
                 Ok(Err(_)) => return Err(Error::Stopped),
                 Err(_) => {
                     self.waiters.cancel(id);
