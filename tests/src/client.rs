@@ -68,3 +68,30 @@ pub fn etcdctl_path() -> Option<PathBuf> {
 pub fn skip_allowed() -> bool {
     std::env::var("RAFTCD_ALLOW_SKIP").is_ok_and(|v| v == "1")
 }
+
+/// One raftcd member in its own temporary data dir, with a connected client.
+pub struct Node {
+    pub proc: crate::RaftcdProcess,
+    pub client: etcd_client::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a single-member raftcd with `args` and connects to it.
+pub async fn start_node(args: &[&str]) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proc = tokio::task::block_in_place(|| crate::RaftcdProcess::start_single(dir.path(), args));
+    let client = connect(&proc.endpoint()).await;
+    Node { proc, client, _dir: dir }
+}
+
+/// A real etcd with a connected client, or None when etcd is missing and skipping is allowed.
+pub async fn start_etcd() -> Option<(crate::EtcdProcess, etcd_client::Client)> {
+    if !crate::EtcdProcess::available() {
+        assert!(skip_allowed(), "etcd is not installed (set RAFTCD_TESTS_ALLOW_SKIP=1 to skip)");
+        eprintln!("etcd missing: skipping the etcd side");
+        return None;
+    }
+    let e = tokio::task::block_in_place(crate::EtcdProcess::start);
+    let c = connect(&e.endpoint()).await;
+    Some((e, c))
+}

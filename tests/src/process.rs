@@ -251,7 +251,19 @@ impl RaftcdProcess {
 }
 
 impl Drop for RaftcdProcess {
+    /// Kills the member; when the test is failing, first shows how the member ended and its last log lines.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let status = self.exit_status();
+            eprintln!("--- raftcd {} exit status: {status:?}", self.member.name);
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- raftcd {} log tail:\n{}",
+                self.member.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         self.kill();
     }
 }

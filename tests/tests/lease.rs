@@ -9,48 +9,13 @@ use etcd_client::{
     Client, Compare, CompareOp, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
     WatchOptions, WatchStream,
 };
-use raftcd_tests::client::{assert_grpc_err, connect, etcdctl_path, grpc_status, skip_allowed};
+use raftcd_tests::client::{assert_grpc_err, connect, etcdctl_path, grpc_status, skip_allowed, start_etcd, start_node};
+use raftcd_tests::step;
 use raftcd_tests::watch_checker::{check, describe, EventKind, History, Response, Trace, WatchSpec, Write};
-use raftcd_tests::{step, EtcdProcess, RaftcdProcess};
 
 // ---------------------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------------------
-
-struct Node {
-    proc: RaftcdProcess,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- raftcd exit status: {:?}", self.proc.exit_status());
-            let log = self.proc.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- raftcd log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-    }
-}
-
-async fn start_node() -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let proc = tokio::task::block_in_place(|| RaftcdProcess::start_single(dir.path(), &[]));
-    let client = connect(&proc.endpoint()).await;
-    Node { proc, client, _dir: dir }
-}
-
-async fn start_etcd() -> Option<(EtcdProcess, Client)> {
-    if !EtcdProcess::available() {
-        assert!(skip_allowed(), "etcd is not installed (set RAFTCD_ALLOW_SKIP=1 to skip)");
-        eprintln!("etcd missing: skipping the etcd side");
-        return None;
-    }
-    let e = tokio::task::block_in_place(EtcdProcess::start);
-    let c = connect(&e.endpoint()).await;
-    Some((e, c))
-}
 
 fn rev_of(h: Option<&etcd_client::ResponseHeader>) -> i64 {
     h.map(|h| h.revision()).expect("response header")
@@ -157,7 +122,7 @@ async fn grant_ids_errors_and_ttl_limits_match_etcd() {
         out.push(format!("listed client-chosen: {:?}", ids.iter().filter(|i| **i < 0x10000).collect::<Vec<_>>()));
         out
     }
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let ours = run(&mut n.client).await;
     step!("raftcd:\n{}", ours.join("\n"));
     let expect = |i: usize, s: &str| assert!(ours[i].ends_with(s), "{}: expected {s:?}", ours[i]);
@@ -190,7 +155,7 @@ async fn grant_ids_errors_and_ttl_limits_match_etcd() {
 /// is no longer listed. The watch passes the checker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_deletes_attached_keys_in_one_revision() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let c = &mut n.client;
     let g = c.lease_grant(2, None).await.expect("grant");
     let id = g.id();
@@ -247,7 +212,7 @@ async fn expiry_deletes_attached_keys_in_one_revision() {
 /// answers TTL 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_prevents_expiry() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let c = &mut n.client;
     let id = c.lease_grant(2, None).await.unwrap().id();
     put_leased(c, "ka/k", "v", id).await;
@@ -277,7 +242,7 @@ async fn keep_alive_prevents_expiry() {
 /// requested lease not found".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_deletes_keys_and_unknown_lease_fails() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let c = &mut n.client;
     let id = c.lease_grant(60, None).await.unwrap().id();
     let other = c.lease_grant(60, None).await.unwrap().id();
@@ -321,7 +286,7 @@ async fn revoke_deletes_keys_and_unknown_lease_fails() {
 /// before the expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_deletes_only_keys_still_attached() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let c = &mut n.client;
     let short = c.lease_grant(2, None).await.unwrap().id();
     let long = c.lease_grant(600, None).await.unwrap().id();
@@ -376,7 +341,7 @@ async fn revoke_revisions_match_etcd() {
         revs.push(rev_of(c.put("a", "3", None).await.unwrap().header()));
         revs
     }
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let ours = run(&mut n.client).await;
     step!("raftcd header revisions: {ours:?}");
     assert_eq!(ours, vec![2, 2, 2, 3, 6, 7]);
@@ -401,7 +366,7 @@ async fn time_to_live_rounding_matches_etcd() {
         let ka = stream.message().await.unwrap().unwrap().ttl();
         (ttl, granted, ka)
     }
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let ours = run(&mut n.client).await;
     step!("raftcd (remaining, granted, keep-alive ttl): {ours:?}");
     if let Some((_e, mut ec)) = start_etcd().await {
@@ -416,7 +381,7 @@ async fn time_to_live_rounding_matches_etcd() {
 /// delivered to a watcher in one response, and a watcher replaying from before the revoke gets the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_of_a_lease_with_many_keys_is_one_revision() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let id = n.client.lease_grant(600, None).await.unwrap().id();
     let mut tasks = Vec::new();
     for w in 0..10 {
@@ -451,7 +416,7 @@ async fn revoke_of_a_lease_with_many_keys_is_one_revision() {
 /// TTL and, when asked, the attached keys (none when not asked); leases() lists exactly the three ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_to_live_with_keys_and_leases_list() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let c = &mut n.client;
     let before = lease_ids(c).await;
     assert!(before.is_empty(), "{before:?}");
@@ -487,7 +452,7 @@ async fn time_to_live_with_keys_and_leases_list() {
 // ---------------------------------------------------------------------------------------------------------
 
 async fn survives_restart(kill9: bool) {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let id = n.client.lease_grant(5, None).await.unwrap().id();
     let long = n.client.lease_grant(600, None).await.unwrap().id();
     put_leased(&mut n.client, "rs/a", "1", id).await;
@@ -546,7 +511,7 @@ async fn lease_survives_kill9_restart() {
 /// at expiry, a DELETE for each object carrying prev_kv with the lease id; the keys are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_apiserver_lease_pattern() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let c = &mut n.client;
     let lease = c.lease_grant(2, None).await.unwrap().id();
     let mut last = 0;
@@ -608,7 +573,7 @@ fn etcdctl(endpoint: &str, args: &[&str]) -> Option<(bool, String)> {
 /// `lease revoke`, then `timetolive` of the revoked lease ("already expired").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_lease_commands() {
-    let mut n = start_node().await;
+    let mut n = start_node(&[]).await;
     let ep = n.proc.endpoint();
     let run = |args: &[&str]| tokio::task::block_in_place(|| etcdctl(&ep, args));
     let Some((ok, out)) = run(&["lease", "grant", "60"]) else { return };

@@ -13,53 +13,16 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
     WatchOptions, WatchResponseStream, WatchStream,
 };
-use raftcd_tests::client::{connect, etcdctl_path, skip_allowed};
+use raftcd_tests::client::{connect, etcdctl_path, skip_allowed, start_etcd, start_node};
+use raftcd_tests::step;
 use raftcd_tests::watch_checker::{
     check, check_all, check_resumed, describe, split_stream, EventKind, History, Response, Trace, WatchSpec, Write,
 };
-use raftcd_tests::{step, EtcdProcess, RaftcdProcess};
 use rand::{Rng, SeedableRng};
 
 // ---------------------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------------------
-
-/// One raftcd member with a connected client.
-struct Node {
-    proc: RaftcdProcess,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- raftcd exit status: {:?}", self.proc.exit_status());
-            let log = self.proc.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- raftcd log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-    }
-}
-
-async fn start_node(args: &[&str]) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let proc = tokio::task::block_in_place(|| RaftcdProcess::start_single(dir.path(), args));
-    let client = connect(&proc.endpoint()).await;
-    Node { proc, client, _dir: dir }
-}
-
-/// A real etcd with a connected client, or None when etcd is missing and skipping is allowed.
-async fn start_etcd() -> Option<(EtcdProcess, Client)> {
-    if !EtcdProcess::available() {
-        assert!(skip_allowed(), "etcd is not installed (set RAFTCD_ALLOW_SKIP=1 to skip)");
-        eprintln!("etcd missing: skipping the etcd side");
-        return None;
-    }
-    let e = tokio::task::block_in_place(EtcdProcess::start);
-    let c = connect(&e.endpoint()).await;
-    Some((e, c))
-}
 
 /// The writes of a test, each with the revision its response reported.
 #[derive(Clone, Default)]
