@@ -238,7 +238,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             alarms: alarms.clone(),
             auth: auth.clone(),
             compactor: compactor.clone(),
-            local: local.clone(),
+            local,
             snap_dir: snap_dir.clone(),
             removed: removed_tx,
         },
