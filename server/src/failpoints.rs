@@ -7,7 +7,8 @@
 //! a Ready's committed entries, after the fsync), `apply-before-commit` / `apply-after-commit` (a committed
 //! entry about to be applied / applied but its client not yet answered), `snapshot-install-midway` (part of
 //! a received snapshot written over the state), `defrag-before-swap` (offline defrag: copy complete, not yet
-//! swapped in). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
+//! swapped in), `defrag-online-before-swap` (Defragment RPC: copy flushed and verified, pointer not yet
+//! switched; not in [`ALL`]: no test arms it yet, the unit tests of defrag_online.rs cover that state). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
 
 /// Every failpoint name, for tools that arm them.
 pub const ALL: &[&str] = &[
