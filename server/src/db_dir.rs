@@ -6,7 +6,7 @@
 //! database, both complete. Without a pointer the database is `member/db` (data dirs from before online
 //! defragmentation, and fresh ones). No directory is ever renamed while a database in it is open.
 //!
-//! Everything that opens a data dir goes through [`prepare`] (or [`active`] for a dir it only reads).
+//! Everything that opens a data dir goes through [`open_active`] (or [`active`] for a dir it only reads).
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,12 @@ pub fn switch_to(data_dir: &Path, dir: &Path) -> Result<()> {
         return Err(Error::Storage(format!("{} is not a database directory of {}", dir.display(), member.display())));
     };
     sync_dir(dir)?;
+    // sled keeps large values as files in a subdirectory.
+    for e in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?.flatten() {
+        if e.path().is_dir() {
+            sync_dir(&e.path())?;
+        }
+    }
     sync_dir(&member)?;
     let tmp = member.join(POINTER_TMP);
     {
@@ -138,15 +144,25 @@ fn remove_matching(member: &Path, stale: impl Fn(&str) -> bool) -> Result<()> {
     Ok(())
 }
 
-/// Before a process opens the database of `data_dir`: finishes or undoes an interrupted defragmentation
-/// and returns the directory to open.
-pub fn prepare(data_dir: &Path) -> Result<PathBuf> {
+/// Opens the database of `data_dir` with `open`: first finishes or undoes an interrupted defragmentation
+/// of an older version, then opens the active directory, and only while holding it (sled locks its
+/// directory) removes what an interrupted defragmentation left. If the pointer moved meanwhile (another
+/// process defragmented this data dir), nothing is removed and it fails.
+pub fn open_active<T>(data_dir: &Path, open: impl FnOnce(&Path) -> Result<T>) -> Result<(PathBuf, T)> {
     if pointed(data_dir)?.is_none() {
         // Offline defragmentation by older versions renamed directories; finish or undo that first.
         crate::defrag::recover(data_dir)?;
     }
+    let path = active(data_dir)?;
+    let opened = open(&path)?;
+    if active(data_dir)? != path {
+        return Err(Error::Storage(format!(
+            "{}: the database pointer changed while opening (another process is defragmenting it?)",
+            data_dir.display()
+        )));
+    }
     remove_stale(data_dir)?;
-    active(data_dir)
+    Ok((path, opened))
 }
 
 /// Opens a member database the way a running member does (large cache; flushed only at raft's fsync point).
@@ -158,6 +174,10 @@ pub fn open_member_db(dir: &Path) -> Result<sled::Db> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn prepare(data_dir: &Path) -> Result<PathBuf> {
+        open_active(data_dir, |_| Ok(())).map(|(p, ())| p)
+    }
 
     fn member_with(names: &[&str]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -202,5 +222,19 @@ mod tests {
         std::fs::write(member.join(POINTER), "../elsewhere\n").unwrap();
         assert!(prepare(d.path()).is_err());
         assert!(switch_to(d.path(), &d.path().join("db.1")).is_err());
+    }
+
+    #[test]
+    fn nothing_is_removed_when_the_pointer_moves_while_opening() {
+        let d = member_with(&["db.1", "db.2"]);
+        let member = d.path().join("member");
+        switch_to(d.path(), &member.join("db.1")).unwrap();
+        let err = open_active(d.path(), |opened| {
+            assert_eq!(opened, member.join("db.1"));
+            switch_to(d.path(), &member.join("db.2"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("pointer changed"), "{err}");
+        assert!(member.join("db.1").exists() && member.join("db.2").exists());
     }
 }

@@ -84,30 +84,29 @@ pub fn recover(data_dir: &Path) -> Result<()> {
 /// Rewrites the member database under `data_dir` keeping only live data: copied into the next database
 /// directory, verified, and switched to through the pointer file (see db_dir.rs); the old one removed.
 pub fn defrag_data_dir(data_dir: &Path) -> Result<DefragReport> {
-    let not_data_dir =
-        || Error::InvalidArgument(format!("{} is not a raftcd data dir (no member/db)", data_dir.display()));
-    let mut src = db_dir::active(data_dir)?;
-    if !src.is_dir() {
-        // Only possible without a pointer, after an older version's offline defrag was interrupted.
-        recover(data_dir)?;
-        src = db_dir::active(data_dir)?;
-        if !src.is_dir() {
-            return Err(not_data_dir());
+    let open = |path: &Path| {
+        if !path.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a raftcd data dir (no member/db)",
+                data_dir.display()
+            )));
         }
-    }
-    let dst;
-    let before;
-    {
-        let old = sled::Config::new().path(&src).open().map_err(|e| {
+        sled::Config::new().path(path).open().map_err(|e| {
             // sled wraps the failed flock in an io error of its own wording.
             if e.to_string().contains("could not acquire lock") {
                 Error::InvalidArgument(format!("{} is in use (stop the member first)", data_dir.display()))
             } else {
                 Error::from(e)
             }
-        })?;
-        // Holding the lock: no member runs here, so whatever the pointer does not name is garbage.
-        db_dir::prepare(data_dir)?;
+        })
+    };
+    let dst;
+    let before;
+    let src;
+    {
+        // Held open from here: sled's lock keeps a member from starting on this data dir meanwhile.
+        let (path, old) = db_dir::open_active(data_dir, open)?;
+        src = path;
         before = dir_size(&src);
         dst = db_dir::next(data_dir)?;
         let fresh = sled::Config::new().path(&dst).open()?;

@@ -103,8 +103,8 @@ mod tests {
 
     /// A member-like data dir: a store with live and deleted keys in `member/db`.
     fn member(dir: &std::path::Path) -> (Arc<Generation>, Store) {
-        let path = db_dir::prepare(dir).unwrap();
-        let gen = Generation::new(db_dir::open_member_db(&path).unwrap(), path);
+        let (path, db) = db_dir::open_active(dir, db_dir::open_member_db).unwrap();
+        let gen = Generation::new(db, path);
         let store = Store::open(TreeRef::open(&gen, "state").unwrap()).unwrap();
         TreeRef::open(&gen, "local").unwrap().insert("member_id", &7u64.to_be_bytes()).unwrap();
         TreeRef::open(&gen, "raft").unwrap().insert("hs", "x").unwrap();
@@ -159,8 +159,8 @@ mod tests {
         live.get().db().flush().unwrap();
         drop((p, store, live, defrag));
         let (_, reopened) = {
-            let path = db_dir::prepare(dir.path()).unwrap();
-            let gen = Generation::new(db_dir::open_member_db(&path).unwrap(), path);
+            let (path, db) = db_dir::open_active(dir.path(), db_dir::open_member_db).unwrap();
+            let gen = Generation::new(db, path);
             let s = Store::open(TreeRef::open(&gen, "state").unwrap()).unwrap();
             (gen, s)
         };
@@ -174,8 +174,8 @@ mod tests {
         let expect = all(&store);
         let member_dir = db_dir::member_dir(dir.path());
         let reopen = |dir: &std::path::Path| {
-            let path = db_dir::prepare(dir).unwrap();
-            let gen = Generation::new(db_dir::open_member_db(&path).unwrap(), path.clone());
+            let (path, db) = db_dir::open_active(dir, db_dir::open_member_db).unwrap();
+            let gen = Generation::new(db, path.clone());
             (path, all(&Store::open(TreeRef::open(&gen, "state").unwrap()).unwrap()))
         };
         // Crash during the copy: a partial db.1, no pointer.

@@ -161,8 +161,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         let armed = std::env::var("RAFTCD_FAILPOINTS").unwrap_or_default();
         tracing::warn!(armed = %armed, "this build has failpoints compiled in (testing only)");
     }
-    let db_path = crate::db_dir::prepare(&data_dir)?;
-    let gen = Generation::new(crate::db_dir::open_member_db(&db_path)?, db_path);
+    let (db_path, db) = crate::db_dir::open_active(&data_dir, crate::db_dir::open_member_db)?;
+    let gen = Generation::new(db, db_path);
     let local = TreeRef::open(&gen, "local")?;
     let store = Store::open(TreeRef::open(&gen, "state")?)?;
     let mut storage = RaftStorage::open_in(&gen)?;
