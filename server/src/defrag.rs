@@ -123,22 +123,22 @@ pub fn defrag_data_dir(data_dir: &Path) -> Result<DefragReport> {
     Ok(DefragReport { before, after })
 }
 
-/// Entries copied per batch: bounds the memory a copy takes.
-const COPY_BATCH: usize = 4096;
+/// Bytes copied per batch at most (plus one entry): bounds the memory a copy takes.
+const COPY_BATCH_BYTES: usize = 8 << 20;
 
 /// Copies every tree of `from` into `to` (empty). Unlike `sled::Db::import`, fails instead of panicking.
 pub(crate) fn copy_db(from: &sled::Db, to: &sled::Db) -> Result<()> {
     for name in from.tree_names() {
         let (src, dst) = (from.open_tree(&name)?, to.open_tree(&name)?);
         let mut batch = sled::Batch::default();
-        let mut n = 0;
+        let mut bytes = 0;
         for kv in src.iter() {
             let (k, v) = kv?;
+            bytes += k.len() + v.len();
             batch.insert(k, v);
-            n += 1;
-            if n == COPY_BATCH {
+            if bytes >= COPY_BATCH_BYTES {
                 dst.apply_batch(std::mem::take(&mut batch))?;
-                n = 0;
+                bytes = 0;
             }
         }
         dst.apply_batch(batch)?;
