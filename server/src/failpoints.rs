@@ -8,7 +8,7 @@
 //! entry about to be applied / applied but its client not yet answered), `snapshot-install-midway` (part of
 //! a received snapshot written over the state), `defrag-before-swap` (offline defrag: copy complete, not yet
 //! swapped in), `defrag-online-before-swap` (Defragment RPC: copy flushed and verified, pointer not yet
-//! switched; not in [`ALL`]: no test arms it yet, the unit tests of defrag_online.rs cover that state). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
+//! switched; tests/tests/defrag.rs arms it). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
 
 /// Every failpoint name, for tools that arm them.
 pub const ALL: &[&str] = &[
@@ -20,6 +20,7 @@ pub const ALL: &[&str] = &[
     "apply-after-commit",
     "snapshot-install-midway",
     "defrag-before-swap",
+    "defrag-online-before-swap",
 ];
 
 /// True when this build has failpoints compiled in.

@@ -258,3 +258,91 @@ fn online_defrag_of_a_follower_and_the_leader_while_the_cluster_writes() {
         assert!(hashes.windows(2).all(|w| w[0] == w[1]), "hashes differ across members: {hashes:?}");
     });
 }
+
+/// A process started by hand, killed if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The raftcd built with `--features failpoints` (scripts/test.sh puts it next to the normal one).
+fn failpoints_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RAFTCD_FAILPOINTS_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let raftcd = raftcd_tests::workspace_bin("raftcd");
+    Some(raftcd.with_file_name("raftcd-failpoints")).filter(|p| p.exists())
+}
+
+/// Scenario: the member is killed (abort, as kill -9) inside an online defrag, after the copy is complete
+/// and verified but before the pointer names it. It restarts on the old database with everything, the
+/// unfinished copy is removed, and a later Defragment works.
+#[test]
+fn crash_inside_online_defrag_restarts_on_the_old_database() {
+    let Some(bin) = failpoints_bin() else {
+        assert!(skip_allowed(), "no raftcd-failpoints build (scripts/test.sh builds it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = RaftcdProcess::start_single(dir.path(), &[]);
+    let ep = p.endpoint();
+    let data_dir = p.member.data_dir.clone();
+    let (rev, before_kvs) = rt().block_on(async {
+        let mut c = connect(&ep).await;
+        for i in 0..300 {
+            c.put(format!("k/{:02}", i % 30), value(i / 30, i % 30), None).await.unwrap();
+        }
+        let rev = c.get("k/00", None).await.unwrap().header().unwrap().revision();
+        (rev, all_at(&mut c, rev).await)
+    });
+    assert_eq!(p.terminate(), Some(0));
+
+    step!("run the failpoints build armed at defrag-online-before-swap; Defragment kills it");
+    let m = &p.member;
+    let log = std::fs::File::create(dir.path().join("failpoint.log")).unwrap();
+    let mut child = KillOnDrop(
+        Command::new(bin)
+            .env("RAFTCD_FAILPOINTS", "defrag-online-before-swap")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.client_url(), "--advertise-client-urls", &m.client_url()])
+            .args(["--listen-peer-urls", &m.peer_url(), "--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", p.initial_cluster()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    rt().block_on(async {
+        let mut c = connect(&ep).await;
+        assert!(c.defragment().await.is_err(), "the armed member must die inside Defragment");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the armed member did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the failpoint aborts the process: {status:?}");
+    assert_eq!(db_dirs(&data_dir), ["db", "db.1"], "the complete copy is left behind by the crash");
+    assert_eq!(active_db(&data_dir), data_dir.join("member").join("db"), "the pointer must not have moved");
+
+    step!("restart: the old database, everything there; the copy removed; Defragment works");
+    p.restart();
+    rt().block_on(async {
+        let mut c = connect(&ep).await;
+        assert_eq!(all_at(&mut c, rev).await, before_kvs);
+        assert_eq!(db_dirs(&data_dir), ["db"]);
+        c.defragment().await.unwrap();
+        assert_eq!(all_at(&mut c, rev).await, before_kvs);
+        assert_eq!(c.put("after", "1", None).await.unwrap().header().unwrap().revision(), rev + 1);
+    });
+    assert_eq!(active_db(&data_dir), data_dir.join("member").join("db.1"));
+}
