@@ -107,7 +107,16 @@ mod tests {
         let gen = Generation::new(db, path);
         let store = Store::open(TreeRef::open(&gen, "state").unwrap()).unwrap();
         TreeRef::open(&gen, "local").unwrap().insert("member_id", &7u64.to_be_bytes()).unwrap();
-        TreeRef::open(&gen, "raft").unwrap().insert("hs", "x").unwrap();
+        // Garbage, as a compacted raft log leaves: 8 MB written, flushed, removed.
+        let raft = TreeRef::open(&gen, "raft").unwrap();
+        for i in 0..2000u32 {
+            raft.insert(i.to_be_bytes(), vec![b'e'; 4000]).unwrap();
+        }
+        gen.db().flush().unwrap();
+        for i in 0..2000u32 {
+            raft.remove(i.to_be_bytes()).unwrap();
+        }
+        raft.insert("hs", "x").unwrap();
         for i in 0..300u64 {
             let mut w = store.begin(i + 1, &|_| true);
             let key = format!("k{:03}", i % 30).into_bytes();
@@ -116,6 +125,27 @@ mod tests {
         }
         gen.db().flush().unwrap();
         (gen, store)
+    }
+
+    /// Runs `open` until it does not fail on sled's lock: sled closes a dropped database from its own
+    /// threads a moment later, so the lock of one just dropped may still be held.
+    fn retry_lock<T>(open: impl Fn() -> Result<T>) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match open() {
+                Ok(v) => return v,
+                Err(e) if e.to_string().contains("lock") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Opens the data dir as a starting member would.
+    fn open_member(dir: &std::path::Path) -> (PathBuf, Arc<Generation>) {
+        let (path, db) = retry_lock(|| db_dir::open_active(dir, db_dir::open_member_db));
+        (path.clone(), Generation::new(db, path))
     }
 
     fn all(store: &Store) -> Vec<raftcd_proto::mvccpb::KeyValue> {
@@ -140,7 +170,7 @@ mod tests {
             })
             .unwrap()
             .unwrap();
-        assert!(report.after < report.before, "{report:?}");
+        assert!(report.after * 2 < report.before, "{report:?}");
         let p = switched.unwrap();
         assert_eq!(db_dir::active(dir.path()).unwrap(), dir.path().join("member").join("db.1"));
         assert_eq!(live.get().dir(), p.gen.dir());
@@ -151,7 +181,10 @@ mod tests {
         assert_eq!(reader.len(), store.tree().len());
         assert!(old_dir.exists());
         drop(reader);
-        assert!(!old_dir.exists(), "the replaced database must be removed after its last reader");
+        assert!(
+            crate::live_db::tests::gone_soon(&old_dir),
+            "the replaced database must be removed after its last reader"
+        );
         // Writes after the switch land in the new database and survive a reopen through the pointer.
         let mut w = store.begin(1000, &|_| true);
         w.put(&PutRequest { key: b"after".to_vec(), value: b"1".to_vec(), ..Default::default() }).unwrap();
@@ -159,8 +192,7 @@ mod tests {
         live.get().db().flush().unwrap();
         drop((p, store, live, defrag));
         let (_, reopened) = {
-            let (path, db) = db_dir::open_active(dir.path(), db_dir::open_member_db).unwrap();
-            let gen = Generation::new(db, path);
+            let (_, gen) = open_member(dir.path());
             let s = Store::open(TreeRef::open(&gen, "state").unwrap()).unwrap();
             (gen, s)
         };
@@ -174,8 +206,7 @@ mod tests {
         let expect = all(&store);
         let member_dir = db_dir::member_dir(dir.path());
         let reopen = |dir: &std::path::Path| {
-            let (path, db) = db_dir::open_active(dir, db_dir::open_member_db).unwrap();
-            let gen = Generation::new(db, path.clone());
+            let (path, gen) = open_member(dir);
             (path, all(&Store::open(TreeRef::open(&gen, "state").unwrap()).unwrap()))
         };
         // Crash during the copy: a partial db.1, no pointer.
@@ -188,7 +219,7 @@ mod tests {
         assert!(!member_dir.join("db.1").exists());
         // Crash after the copy, with the new pointer written to its temporary file only.
         let copy = |to: &str| {
-            let from = sled::open(member_dir.join("db")).unwrap();
+            let from = retry_lock(|| Ok(sled::open(member_dir.join("db"))?));
             let fresh = db_dir::open_member_db(&member_dir.join(to)).unwrap();
             crate::defrag::copy_db(&from, &fresh).unwrap();
             fresh.flush().unwrap();

@@ -61,12 +61,36 @@ impl Drop for Generation {
         if !self.retired.load(SeqCst) {
             return;
         }
-        if let Some(dir) = &self.dir {
-            // A failure only leaves garbage behind: startup removes any directory the pointer does not name.
-            match std::fs::remove_dir_all(dir) {
-                Ok(()) => tracing::info!(dir = %dir.display(), "removed the database replaced by defragmentation"),
-                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a replaced database"),
+        if let Some(dir) = self.dir.take() {
+            // Off the dropping thread (often a runtime worker), and retried: sled's own background work can
+            // outlive the last handle for a moment and still add a file to the directory.
+            let spawned = std::thread::Builder::new().name("db-cleanup".into()).spawn({
+                let dir = dir.clone();
+                move || remove_retired(&dir)
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot start removing a replaced database");
             }
+        }
+    }
+}
+
+/// Attempts at removing a replaced database directory, 100 ms apart. What is left is removed at startup
+/// (the pointer does not name it).
+const REMOVE_ATTEMPTS: u32 = 20;
+
+fn remove_retired(dir: &std::path::Path) {
+    for attempt in 1..=REMOVE_ATTEMPTS {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {
+                tracing::info!(dir = %dir.display(), "removed the database replaced by defragmentation");
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if attempt == REMOVE_ATTEMPTS => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a replaced database");
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
         }
     }
 }
@@ -122,8 +146,20 @@ impl LiveDb {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// True once `path` no longer exists (removal runs on a thread of its own), within 5 s.
+    pub(crate) fn gone_soon(path: &std::path::Path) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while path.exists() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
 
     #[test]
     fn a_retired_directory_goes_only_after_its_last_reader() {
@@ -140,7 +176,7 @@ mod tests {
         assert!(path.exists(), "removed while a reader still uses it");
         assert_eq!(reader.get("k").unwrap().unwrap(), "v".as_bytes());
         drop(reader);
-        assert!(!path.exists(), "not removed after the last reader");
+        assert!(gone_soon(&path), "not removed after the last reader");
         assert!(other.exists(), "the current generation must stay");
         drop(live);
         assert!(other.exists(), "a generation that was not retired must stay");
