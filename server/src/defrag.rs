@@ -116,7 +116,8 @@ pub fn defrag_data_dir(data_dir: &Path) -> Result<DefragReport> {
     }
     crate::failpoint!("defrag-before-swap");
     db_dir::switch_to(data_dir, &dst)?;
-    std::fs::remove_dir_all(&src).map_err(|e| io_err(&src, e))?;
+    // The copy is in use from here on; a leftover of the old database is only garbage (removed at startup).
+    crate::live_db::remove_retired(&src);
     db_dir::sync_dir(&db_dir::member_dir(data_dir))?;
     let after = dir_size(&dst);
     tracing::info!(dir = %data_dir.display(), before, after, "defragmented");

@@ -79,7 +79,9 @@ impl Drop for Generation {
 /// (the pointer does not name it).
 const REMOVE_ATTEMPTS: u32 = 20;
 
-fn remove_retired(dir: &std::path::Path) {
+/// Removes a database directory nothing uses any more, retrying while sled's late work still touches it;
+/// only logs a failure.
+pub(crate) fn remove_retired(dir: &std::path::Path) {
     for attempt in 1..=REMOVE_ATTEMPTS {
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {
