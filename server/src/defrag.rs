@@ -4,13 +4,15 @@
 //! into a fresh database keeps only live data. The member must be stopped (sled's exclusive file lock makes
 //! a running member's data dir fail to open, so a running member is never touched).
 //!
-//! Crash safety: the copy is written to `member/db.defrag.tmp`, flushed, and renamed to `member/db.defrag`
-//! (complete from then on). Then `db` is renamed to `db.old` and `db.defrag` to `db`, and `db.old` removed.
-//! [`recover`] runs before a member opens its database and finishes or rolls back an interrupted swap:
-//! a complete `db.defrag` without a `db` becomes `db`; a lone `db.old` goes back to `db`.
+//! Crash safety: the copy goes into the next numbered database directory and the pointer file switches to
+//! it only once it is flushed and verified, as online defragmentation does (see db_dir.rs and
+//! defrag_online.rs). Older versions renamed directories instead (`db.defrag.tmp` -> `db.defrag`, `db` ->
+//! `db.old`, `db.defrag` -> `db`); [`recover`] still finishes or rolls back such an interrupted swap: a
+//! complete `db.defrag` without a `db` becomes `db`; a lone `db.old` goes back to `db`.
 
 use std::path::{Path, PathBuf};
 
+use crate::db_dir;
 use crate::error::{Error, Result};
 
 /// Sizes before and after, in bytes.
@@ -56,10 +58,6 @@ fn paths(data_dir: &Path) -> Paths {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| io_err(dir, e))
-}
-
 /// Finishes or rolls back a defragmentation that a crash interrupted. Safe to call on any data dir.
 pub fn recover(data_dir: &Path) -> Result<()> {
     let p = paths(data_dir);
@@ -72,7 +70,7 @@ pub fn recover(data_dir: &Path) -> Result<()> {
             std::fs::rename(&p.old, &p.db).map_err(|e| io_err(&p.old, e))?;
         }
         if p.member.exists() {
-            sync_dir(&p.member)?;
+            db_dir::sync_dir(&p.member)?;
         }
     }
     for leftover in [&p.tmp, &p.old, &p.done] {
@@ -83,46 +81,74 @@ pub fn recover(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Rewrites the member database under `data_dir` keeping only live data.
+/// Rewrites the member database under `data_dir` keeping only live data: copied into the next database
+/// directory, verified, and switched to through the pointer file (see db_dir.rs); the old one removed.
 pub fn defrag_data_dir(data_dir: &Path) -> Result<DefragReport> {
-    let p = paths(data_dir);
-    if !p.db.is_dir() {
-        return Err(Error::InvalidArgument(format!("{} is not a raftcd data dir (no member/db)", data_dir.display())));
-    }
-    recover(data_dir)?;
-    let before = dir_size(&p.db);
-    {
-        let old = sled::Config::new().path(&p.db).open().map_err(|e| {
+    let open = |path: &Path| {
+        if !path.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a raftcd data dir (no member/db)",
+                data_dir.display()
+            )));
+        }
+        sled::Config::new().path(path).open().map_err(|e| {
             // sled wraps the failed flock in an io error of its own wording.
             if e.to_string().contains("could not acquire lock") {
                 Error::InvalidArgument(format!("{} is in use (stop the member first)", data_dir.display()))
             } else {
                 Error::from(e)
             }
-        })?;
-        if p.tmp.exists() {
-            std::fs::remove_dir_all(&p.tmp).map_err(|e| io_err(&p.tmp, e))?;
-        }
-        let fresh = sled::Config::new().path(&p.tmp).open()?;
-        fresh.import(old.export());
+        })
+    };
+    let dst;
+    let before;
+    let src;
+    {
+        // Held open from here: sled's lock keeps a member from starting on this data dir meanwhile.
+        let (path, old) = db_dir::open_active(data_dir, open)?;
+        src = path;
+        before = dir_size(&src);
+        dst = db_dir::next(data_dir)?;
+        let fresh = sled::Config::new().path(&dst).open()?;
+        copy_db(&old, &fresh)?;
         fresh.flush()?;
         check_same(&old, &fresh)?;
     }
-    sync_dir(&p.member)?;
-    std::fs::rename(&p.tmp, &p.done).map_err(|e| io_err(&p.tmp, e))?;
-    sync_dir(&p.member)?;
     crate::failpoint!("defrag-before-swap");
-    std::fs::rename(&p.db, &p.old).map_err(|e| io_err(&p.db, e))?;
-    std::fs::rename(&p.done, &p.db).map_err(|e| io_err(&p.done, e))?;
-    sync_dir(&p.member)?;
-    std::fs::remove_dir_all(&p.old).map_err(|e| io_err(&p.old, e))?;
-    let after = dir_size(&p.db);
+    db_dir::switch_to(data_dir, &dst)?;
+    // The copy is in use from here on; a leftover of the old database is only garbage (removed at startup).
+    crate::live_db::remove_retired(&src);
+    db_dir::sync_dir(&db_dir::member_dir(data_dir))?;
+    let after = dir_size(&dst);
     tracing::info!(dir = %data_dir.display(), before, after, "defragmented");
     Ok(DefragReport { before, after })
 }
 
+/// Bytes copied per batch at most (plus one entry): bounds the memory a copy takes.
+const COPY_BATCH_BYTES: usize = 8 << 20;
+
+/// Copies every tree of `from` into `to` (empty). Unlike `sled::Db::import`, fails instead of panicking.
+pub(crate) fn copy_db(from: &sled::Db, to: &sled::Db) -> Result<()> {
+    for name in from.tree_names() {
+        let (src, dst) = (from.open_tree(&name)?, to.open_tree(&name)?);
+        let mut batch = sled::Batch::default();
+        let mut bytes = 0;
+        for kv in src.iter() {
+            let (k, v) = kv?;
+            bytes += k.len() + v.len();
+            batch.insert(k, v);
+            if bytes >= COPY_BATCH_BYTES {
+                dst.apply_batch(std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        dst.apply_batch(batch)?;
+    }
+    Ok(())
+}
+
 /// Every tree of `a` has exactly the same entries in `b` (the copy is verified before it replaces anything).
-fn check_same(a: &sled::Db, b: &sled::Db) -> Result<()> {
+pub(crate) fn check_same(a: &sled::Db, b: &sled::Db) -> Result<()> {
     let mut names_a = a.tree_names();
     let mut names_b = b.tree_names();
     names_a.sort();
@@ -169,7 +195,10 @@ mod tests {
         let live = fill(dir.path());
         let r = defrag_data_dir(dir.path()).unwrap();
         assert!(r.after < r.before, "{r:?}");
-        let db = sled::open(dir.path().join("member").join("db")).unwrap();
+        let active = db_dir::active(dir.path()).unwrap();
+        assert_eq!(active, dir.path().join("member").join("db.1"));
+        assert!(!dir.path().join("member").join("db").exists(), "the old database must go");
+        let db = sled::open(&active).unwrap();
         let t = db.open_tree("state").unwrap();
         let got: Vec<_> = t.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         assert_eq!(got, live);
@@ -177,6 +206,12 @@ mod tests {
         for leftover in ["db.old", "db.defrag", "db.defrag.tmp"] {
             assert!(!dir.path().join("member").join(leftover).exists(), "{leftover} left behind");
         }
+        drop((t, db));
+        // Again, from the pointer layout.
+        defrag_data_dir(dir.path()).unwrap();
+        assert_eq!(db_dir::active(dir.path()).unwrap(), dir.path().join("member").join("db.2"));
+        let db = sled::open(db_dir::active(dir.path()).unwrap()).unwrap();
+        assert_eq!(db.open_tree("state").unwrap().len(), live.len());
     }
 
     #[test]

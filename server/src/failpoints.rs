@@ -7,7 +7,8 @@
 //! a Ready's committed entries, after the fsync), `apply-before-commit` / `apply-after-commit` (a committed
 //! entry about to be applied / applied but its client not yet answered), `snapshot-install-midway` (part of
 //! a received snapshot written over the state), `defrag-before-swap` (offline defrag: copy complete, not yet
-//! swapped in). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
+//! swapped in), `defrag-online-before-swap` (Defragment RPC: copy flushed and verified, pointer not yet
+//! switched; tests/tests/defrag.rs arms it). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
 
 /// Every failpoint name, for tools that arm them.
 pub const ALL: &[&str] = &[
@@ -19,6 +20,7 @@ pub const ALL: &[&str] = &[
     "apply-after-commit",
     "snapshot-install-midway",
     "defrag-before-swap",
+    "defrag-online-before-swap",
 ];
 
 /// True when this build has failpoints compiled in.

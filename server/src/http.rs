@@ -33,7 +33,7 @@ fn gauges(ctx: &Ctx) -> Gauges {
         is_leader: st.is_leader(),
         leader_changes: st.leader_changes(),
         proposals_pending: ctx.raft.pending() as u64,
-        db_total_size: ctx.db.size_on_disk().unwrap_or(0),
+        db_total_size: ctx.db.get().size_on_disk(),
         db_in_use: ctx.store.size_on_disk(),
         keys_total: ctx.store.key_count().unwrap_or(0),
         watchers: ctx.hub.watcher_count() as u64,

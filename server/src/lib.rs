@@ -10,7 +10,9 @@ pub mod auth;
 pub mod auto_compaction;
 pub mod config;
 pub mod corruption;
+pub mod db_dir;
 pub mod defrag;
+pub mod defrag_online;
 pub mod error;
 pub mod failpoints;
 #[cfg(test)]
@@ -20,6 +22,7 @@ pub mod grpc_metrics;
 pub mod http;
 pub mod lease;
 pub mod listen;
+pub mod live_db;
 pub mod member;
 pub mod metrics;
 pub mod mvcc;

@@ -18,6 +18,7 @@ use crate::apply::{Alarms, Applier, ApplierParts, Compactor};
 use crate::config::{split_urls, url_to_addr, Config};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
+use crate::live_db::{Generation, LiveDb, TreeRef};
 use crate::member::{cluster_id, member_id, parse_initial_cluster, Membership};
 use crate::mvcc::Store;
 use crate::peer::{PeerService, PeerTransport};
@@ -160,13 +161,12 @@ pub async fn run(cfg: Config) -> Result<()> {
         let armed = std::env::var("RAFTCD_FAILPOINTS").unwrap_or_default();
         tracing::warn!(armed = %armed, "this build has failpoints compiled in (testing only)");
     }
-    let db_path = data_dir.join("member").join("db");
-    crate::defrag::recover(&data_dir)?;
-    std::fs::create_dir_all(&db_path).map_err(|e| Error::Storage(format!("{}: {e}", db_path.display())))?;
-    let db = sled::Config::new().path(&db_path).cache_capacity(256 * 1024 * 1024).flush_every_ms(None).open()?;
-    let local = db.open_tree("local")?;
-    let store = Store::open(db.open_tree("state")?)?;
-    let mut storage = RaftStorage::open(&db)?;
+    let (db_path, db) = crate::db_dir::open_active(&data_dir, crate::db_dir::open_member_db)?;
+    let gen = Generation::new(db, db_path);
+    let local = TreeRef::open(&gen, "local")?;
+    let store = Store::open(TreeRef::open(&gen, "state")?)?;
+    let mut storage = RaftStorage::open_in(&gen)?;
+    let db = LiveDb::new(gen);
 
     let ident = identity(&cfg, &local, &mut storage, peer_client_tls.as_ref()).await?;
     let snap_dir = data_dir.join("member").join("snap");
@@ -238,7 +238,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             alarms: alarms.clone(),
             auth: auth.clone(),
             compactor: compactor.clone(),
-            local: local.clone(),
+            local,
             snap_dir: snap_dir.clone(),
             removed: removed_tx,
         },
@@ -253,7 +253,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         applied_tx,
         cfg.snapshot_count,
         metrics.clone(),
-    );
+    )
+    .with_defrag(crate::defrag_online::OnlineDefrag::new(data_dir.clone(), db.clone()));
     let raft_thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -428,7 +429,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     let _ = tx.send(Input::Shutdown).await;
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    db.flush()?;
+    db.get().db().flush()?;
     tracing::info!("stopped");
     Ok(())
 }

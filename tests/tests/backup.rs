@@ -286,7 +286,12 @@ fn quota_raises_nospace_everywhere_and_disarm_restores_writes() {
         let rev = del.header().unwrap().revision();
         c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
         for ep in &eps {
-            connect(ep).await.defragment().await.unwrap();
+            let mut m = connect(ep).await;
+            let before = m.status().await.unwrap().db_size();
+            m.defragment().await.unwrap();
+            let after = m.status().await.unwrap().db_size();
+            eprintln!("{ep}: dbSize {before} -> {after}");
+            assert!(after < before, "{ep}: defrag did not shrink dbSize: {before} -> {after}");
         }
         c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(AlarmOptions::new())).await.unwrap();
         let put = c.put("after", "ok", None).await;
@@ -351,6 +356,15 @@ fn hashkv_agrees_and_defrag_under_reads() {
     });
 }
 
+/// The database directory the member's pointer file names (`member/db` without one).
+fn active_db(data_dir: &Path) -> std::path::PathBuf {
+    let member = data_dir.join("member");
+    match std::fs::read_to_string(member.join("db.current")) {
+        Ok(name) => member.join(name.trim()),
+        Err(_) => member.join("db"),
+    }
+}
+
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -403,12 +417,15 @@ fn offline_defrag_shrinks_a_stopped_member_and_keeps_everything() {
     assert!(err.contains("in use"), "{err}");
     step!("stop, defragment offline");
     assert_eq!(p.terminate(), Some(0));
-    let db = data_dir.join("member").join("db");
+    let db = active_db(&data_dir);
+    assert_eq!(db, data_dir.join("member").join("db"), "a data dir never defragmented has no pointer");
     let size_before = dir_size(&db);
     let (code, out, err) = defrag();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, format!("Finished defragmenting etcd data[{}]\n", data_dir.display()));
-    let size_after = dir_size(&db);
+    assert!(!db.exists(), "the replaced database must be removed");
+    let size_after = dir_size(&active_db(&data_dir));
+    assert!(size_after > 0, "the pointer must name the copy");
     eprintln!("data dir {size_before} -> {size_after} bytes");
     assert!(size_after * 2 < size_before, "defrag did not shrink the db: {size_before} -> {size_after}");
     step!("restart: same keys, revision and hash; writes work");

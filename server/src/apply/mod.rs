@@ -60,7 +60,7 @@ pub struct ApplierParts {
     pub auth: Arc<AuthStore>,
     pub compactor: Compactor,
     /// The member's "local" tree (snapshot install marker).
-    pub local: sled::Tree,
+    pub local: crate::live_db::TreeRef,
     /// Where received snapshots are.
     pub snap_dir: PathBuf,
     /// Set when this member's own removal is applied: it must shut down.
@@ -77,7 +77,7 @@ pub struct Applier {
     alarms: Arc<Alarms>,
     auth: Arc<AuthStore>,
     compactor: Compactor,
-    local: sled::Tree,
+    local: crate::live_db::TreeRef,
     snap_dir: PathBuf,
     removed: watch::Sender<bool>,
     member_id: u64,
@@ -104,6 +104,12 @@ impl Applier {
             removed: p.removed,
             member_id,
         }
+    }
+
+    /// Continues on the trees of a verified copy of the database (online defragmentation).
+    pub fn switch_trees(&mut self, state: crate::live_db::TreeRef, local: crate::live_db::TreeRef) {
+        self.store.switch_tree(state);
+        self.local = local;
     }
 
     /// The store this applier writes.

@@ -55,7 +55,7 @@ impl Store {
     /// Compacts the log entries with main revision in `[from, to]` for compaction at `target`.
     fn compact_chunk(&self, from: i64, to: i64, target: i64) -> Result<()> {
         let inner = &self.inner;
-        let tree = &inner.tree;
+        let tree = &inner.tree();
         let mut batch = sled::Batch::default();
         let mut freed = 0i64;
         // The newest change of each key within the chunk.

@@ -15,9 +15,10 @@ impl Store {
     /// `(hash, compact_revision, hash_revision)` of the state up to `rev` (0 or less: the current revision).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
         let inner = &self.inner;
-        let tree = &inner.tree;
         loop {
             let current = inner.current_rev.load(SeqCst);
+            // Taken after the revision: a tree replaced by defragmentation since holds everything up to it.
+            let tree = &inner.tree();
             let compact = inner.compact_rev.load(SeqCst);
             let hash_rev = if rev <= 0 { current } else { rev };
             if hash_rev > current {

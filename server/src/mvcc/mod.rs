@@ -34,7 +34,7 @@ mod tests_history;
 mod tests_write;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use raftcd_proto::etcdserverpb::ResponseHeader;
 
@@ -43,6 +43,7 @@ pub use revision::Revision;
 pub use write::{Committed, WriteTxn};
 
 use crate::error::{Error, Result};
+use crate::live_db::TreeRef;
 use revision::be8;
 
 /// Live keys: `k | userkey`.
@@ -73,7 +74,8 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
-    pub(crate) tree: sled::Tree,
+    /// The tree; replaced (by the raft thread, see [`Store::switch_tree`]) when defragmentation copied it.
+    tree: RwLock<TreeRef>,
     /// The revision of the last committed write; 1 for an empty store.
     pub(crate) current_rev: AtomicI64,
     /// The revision of the last committed Compact request; 0 if none.
@@ -93,7 +95,8 @@ pub(crate) struct Inner {
 impl Store {
     /// Opens the store over `tree`, loading the revision, the compaction state and the applied index.
     /// It resumes nothing itself: see [`Store::pending_compaction`].
-    pub fn open(tree: sled::Tree) -> Result<Store> {
+    pub fn open(tree: impl Into<TreeRef>) -> Result<Store> {
+        let tree = tree.into();
         let rev = get_i64(&tree, META_REV)?.unwrap_or(1);
         let compact_rev = get_i64(&tree, META_COMPACT_REV)?.unwrap_or(0);
         let compact_done = get_i64(&tree, META_COMPACT_DONE)?.unwrap_or(0);
@@ -115,7 +118,7 @@ impl Store {
                 size_written: AtomicI64::new(get_i64(&tree, META_SIZE_WRITTEN)?.unwrap_or(0)),
                 size_freed: AtomicI64::new(get_i64(&tree, META_SIZE_FREED)?.unwrap_or(0)),
                 compact_lock: Mutex::new(()),
-                tree,
+                tree: RwLock::new(tree),
             }),
         })
     }
@@ -123,7 +126,7 @@ impl Store {
     /// Re-reads the revision, compaction state, applied index and counters from the tree after another
     /// layer replaced its contents (snapshot install). Call it from the apply thread with no WriteTxn open.
     pub fn reload(&self) -> Result<()> {
-        let fresh = Store::open(self.inner.tree.clone())?;
+        let fresh = Store::open(self.inner.tree().clone())?;
         let (i, f) = (&self.inner, &fresh.inner);
         let _no_compaction = i.compact_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         i.seq.fetch_add(1, SeqCst);
@@ -136,6 +139,27 @@ impl Store {
         i.size_freed.store(f.size_freed.load(SeqCst), SeqCst);
         i.seq.fetch_add(1, SeqCst);
         Ok(())
+    }
+
+    /// Blocks physical compaction (the only writer besides the raft thread) while the guard lives.
+    pub fn pause_compaction(&self) -> MutexGuard<'_, ()> {
+        self.inner.compact_lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tree the store currently works on.
+    pub fn tree(&self) -> TreeRef {
+        self.inner.tree()
+    }
+
+    /// Makes the store work on `tree`, a verified copy of the current tree. Call it from the raft thread,
+    /// with no WriteTxn open and compaction paused: then nothing was written to the old tree since the
+    /// copy, and a reader still on it sees the same data. The seqlock turn sends readers at the current
+    /// revision that overlapped the switch through their careful path.
+    pub fn switch_tree(&self, tree: TreeRef) {
+        let i = &self.inner;
+        i.seq.fetch_add(1, SeqCst);
+        *i.tree.write().unwrap_or_else(PoisonError::into_inner) = tree;
+        i.seq.fetch_add(1, SeqCst);
     }
 
     /// The revision of the last committed write (1 for an empty store).
@@ -166,13 +190,13 @@ impl Store {
 
     /// A meta value of another layer; `key` is the part after `x`.
     pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.inner.tree.get(ext_key(key))?.map(|v| v.to_vec()))
+        Ok(self.inner.tree().get(ext_key(key))?.map(|v| v.to_vec()))
     }
 
     /// Every meta value of another layer whose key (after `x`) starts with `prefix`, in key order.
     pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.inner
-            .tree
+            .tree()
             .scan_prefix(ext_key(prefix))
             .map(|r| {
                 let (k, v) = r?;
@@ -185,13 +209,21 @@ impl Store {
     pub fn lease_keys(&self, lease: i64) -> Result<Vec<Vec<u8>>> {
         let prefix = lease_key(lease, b"");
         self.inner
-            .tree
+            .tree()
             .scan_prefix(&prefix)
             .map(|r| {
                 let (k, _) = r?;
                 Ok(k[prefix.len()..].to_vec())
             })
             .collect()
+    }
+}
+
+impl Inner {
+    /// The current tree. Readers take it AFTER loading the revision they read at: a tree replaced by
+    /// defragmentation since still holds everything up to that revision (it was complete at the switch).
+    pub(crate) fn tree(&self) -> TreeRef {
+        self.tree.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 

@@ -33,7 +33,7 @@ impl Store {
             return Err(Error::Compacted);
         }
         if rev == current && seq & 1 == 0 {
-            let resp = build_range(req, rev, &mut |visit| scan_latest(&inner.tree, range, None, visit))?;
+            let resp = build_range(req, rev, &mut |visit| scan_latest(&inner.tree(), range, None, visit))?;
             fence(SeqCst);
             // No commit overlapped the scan: `k` showed exactly revision `current`.
             if inner.seq.load(SeqCst) == seq {
@@ -42,7 +42,7 @@ impl Store {
         }
         // `h` holds every revision <= current completely (the current revision is published only after its
         // batch is in), and compaction removes nothing visible at revisions >= compact_rev.
-        let mut resp = build_range(req, rev, &mut |visit| scan_at(&inner.tree, range, rev, visit))?;
+        let mut resp = build_range(req, rev, &mut |visit| scan_at(&inner.tree(), range, rev, visit))?;
         if rev < inner.compact_rev.load(SeqCst) {
             // A compaction started under the scan and may have removed what it needed.
             return Err(Error::Compacted);
@@ -65,8 +65,9 @@ impl Store {
         max_events: usize,
     ) -> Result<Vec<Event>> {
         let inner = &self.inner;
-        let tree = &inner.tree;
         let current = inner.current_rev.load(SeqCst);
+        // Taken after the revision: see `Inner::tree`.
+        let tree = &inner.tree();
         if start_rev < inner.compact_rev.load(SeqCst) {
             return Err(Error::Compacted);
         }
@@ -101,7 +102,7 @@ impl Store {
 
     /// The event of `user_key` at `rev`, with the previous version as prev_kv.
     fn event_at(&self, user_key: &[u8], rev: Revision) -> Result<Event> {
-        let tree = &self.inner.tree;
+        let tree = &self.inner.tree();
         let prefix = history_prefix(user_key);
         let (kind, kv) = match tree.get(key_index::at(&prefix, rev))? {
             Some(rec) => decode_record(&rec)?,

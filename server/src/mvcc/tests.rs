@@ -261,7 +261,7 @@ fn corrupt_data_is_a_storage_error_not_a_panic() {
     let (s, _db) = new_store();
     put(&s, "a", "1");
     put(&s, "a", "2"); // reads at revision 2 go through `h`
-    let tree = &s.inner.tree;
+    let tree = &s.inner.tree();
     tree.insert(b"kb", &b"\xff\xff\xff"[..]).unwrap();
     assert!(matches!(s.range(&rreq(b"a", b"\0", 0)), Err(Error::Storage(_))));
     tree.insert(super::key_index::history_key(b"c", super::Revision::new(2, 5)), &[7u8][..]).unwrap();

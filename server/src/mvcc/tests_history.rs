@@ -12,7 +12,7 @@ use super::{Store, P_HIST, P_REV};
 use crate::error::Error;
 
 fn count_prefix(s: &Store, prefix: u8) -> usize {
-    s.inner.tree.scan_prefix([prefix]).count()
+    s.inner.tree().scan_prefix([prefix]).count()
 }
 
 #[test]
@@ -241,9 +241,9 @@ fn reload_after_the_tree_was_replaced() {
     history(&src, Some(4), "3");
     let (dst, _d2) = new_store();
     put(&dst, "stale", "x");
-    let tree = &dst.inner.tree;
+    let tree = &dst.inner.tree();
     tree.clear().unwrap();
-    for item in src.inner.tree.iter() {
+    for item in src.inner.tree().iter() {
         let (k, v) = item.unwrap();
         tree.insert(k, v).unwrap();
     }

@@ -110,7 +110,7 @@ impl<'a> WriteTxn<'a> {
         let range = KeyRange::new(&c.key, &c.range_end);
         let mut any = false;
         let mut holds = true;
-        scan_latest(&self.store.inner.tree, range, Some(&self.overlay), &mut |_, v| {
+        scan_latest(&self.store.inner.tree(), range, Some(&self.overlay), &mut |_, v| {
             any = true;
             holds = compare_kv(c, &decode_kv(v)?);
             Ok(holds)

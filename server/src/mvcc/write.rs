@@ -91,7 +91,7 @@ impl<'a> WriteTxn<'a> {
         if rev < self.store.compact_revision() {
             return Err(Error::Compacted);
         }
-        let tree = &self.store.inner.tree;
+        let tree = &self.store.inner.tree();
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut resp = if rev == current {
             build_range(req, rev, &mut |visit| scan_latest(tree, range, Some(&self.overlay), visit))?
@@ -139,7 +139,7 @@ impl<'a> WriteTxn<'a> {
         let k = ext_key(key);
         match self.overlay.get(&k) {
             Some(v) => Ok(v.clone()),
-            None => Ok(self.store.inner.tree.get(k)?.map(|v| v.to_vec())),
+            None => Ok(self.store.inner.tree().get(k)?.map(|v| v.to_vec())),
         }
     }
 
@@ -189,7 +189,7 @@ impl<'a> WriteTxn<'a> {
         // reader that saw the same even value before and after its scan saw exactly `current_rev`.
         inner.seq.fetch_add(1, SeqCst);
         fence(SeqCst);
-        let applied = inner.tree.apply_batch(batch);
+        let applied = inner.tree().apply_batch(batch);
         if applied.is_ok() {
             inner.current_rev.store(revision, SeqCst);
             if let Some(c) = self.compact {
@@ -224,7 +224,7 @@ impl<'a> WriteTxn<'a> {
         match self.overlay.get(&k) {
             Some(Some(v)) => Ok(Some(decode_kv(v)?)),
             Some(None) => Ok(None),
-            None => match self.store.inner.tree.get(&k)? {
+            None => match self.store.inner.tree().get(&k)? {
                 Some(v) => Ok(Some(decode_kv(&v)?)),
                 None => Ok(None),
             },
@@ -294,7 +294,7 @@ impl<'a> WriteTxn<'a> {
     pub(crate) fn delete_inner(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut olds = Vec::new();
-        scan_latest(&self.store.inner.tree, range, Some(&self.overlay), &mut |_, v| {
+        scan_latest(&self.store.inner.tree(), range, Some(&self.overlay), &mut |_, v| {
             olds.push(decode_kv(v)?);
             Ok(true)
         })?;

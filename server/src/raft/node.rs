@@ -70,6 +70,8 @@ pub enum Input {
     Cut(oneshot::Sender<Result<crate::snapshot::state::Cut>>),
     /// Outcome of sending a snapshot to a peer.
     SnapshotSent { to: u64, ok: bool },
+    /// Defragment the database online (see defrag_online.rs); answered once the member runs on the copy.
+    Defrag(oneshot::Sender<Result<crate::defrag::DefragReport>>),
     /// Stop the loop.
     Shutdown,
 }
@@ -92,6 +94,10 @@ pub struct Node {
     metrics: Arc<crate::metrics::Metrics>,
     /// Proposals waiting for their entry to appear in the log: request id -> proposing time (for metrics).
     last_tick: Instant,
+    /// Online defragmentation; None where the node has no data dir of its own (tests).
+    defrag: Option<crate::defrag_online::OnlineDefrag>,
+    /// A failure that must stop the loop, found where `handle` cannot return it.
+    fatal: Option<Error>,
 }
 
 impl Node {
@@ -122,7 +128,15 @@ impl Node {
             role: StateRole::Follower,
             metrics,
             last_tick: Instant::now(),
+            defrag: None,
+            fatal: None,
         }
+    }
+
+    /// Enables the Defragment request.
+    pub fn with_defrag(mut self, defrag: crate::defrag_online::OnlineDefrag) -> Node {
+        self.defrag = Some(defrag);
+        self
     }
 
     /// Runs the loop until Shutdown or the input channel closes. A storage failure ends the loop with an
@@ -164,8 +178,32 @@ impl Node {
             }
         }
         self.fail_reads(Error::Stopped);
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
         tracing::info!("raft loop stopped");
         Ok(())
+    }
+
+    /// Runs an online defragmentation between two Readies: every write of the last Ready is in, the next
+    /// one waits. A failure after the database switch is fatal (stored in `fatal`).
+    fn defragment(&mut self) -> Result<crate::defrag::DefragReport> {
+        let Some(defrag) = &self.defrag else {
+            return Err(Error::Storage("defragmentation is not available here".into()));
+        };
+        let store = self.applier.store().clone();
+        let (raw, applier) = (&mut self.raw, &mut self.applier);
+        match defrag.run(&store, |p| {
+            raw.mut_store().switch_to(&p.gen, p.raft);
+            applier.switch_trees(p.state, p.local);
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "defragmentation failed while switching databases");
+                self.fatal = Some(Error::Storage(e.to_string()));
+                Err(e)
+            }
+        }
     }
 
     fn handle(&mut self, input: Input) -> bool {
@@ -214,6 +252,12 @@ impl Node {
             Input::SnapshotSent { to, ok } => {
                 let st = if ok { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
                 self.raw.report_snapshot(to, st);
+            }
+            Input::Defrag(tx) => {
+                let _ = tx.send(self.defragment());
+                if self.fatal.is_some() {
+                    return false;
+                }
             }
             Input::Shutdown => return false,
         }

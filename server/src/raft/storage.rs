@@ -8,11 +8,14 @@
 //! Writes go through one `sled::Batch` per call; durability comes from `Db::flush`, which the Ready loop calls
 //! at its fsync point (see raft/node.rs). The first/last index and the hard/conf states are cached in memory.
 
+use std::sync::Arc;
+
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::error::{Error, Result};
+use crate::live_db::{Generation, TreeRef};
 
 const HARD_STATE: &[u8] = b"hs";
 const CONF_STATE: &[u8] = b"cs";
@@ -31,8 +34,9 @@ fn storage_err(e: impl std::fmt::Display) -> raft::Error {
 
 /// The raft log and raft metadata of one member.
 pub struct RaftStorage {
-    db: sled::Db,
-    tree: sled::Tree,
+    /// The database flushed at the fsync point; replaced with `tree` by [`RaftStorage::switch_to`].
+    gen: Arc<Generation>,
+    tree: TreeRef,
     hard_state: HardState,
     conf_state: ConfState,
     /// Index and term of the last entry that was compacted away (0, 0 for a fresh log).
@@ -43,9 +47,14 @@ pub struct RaftStorage {
 }
 
 impl RaftStorage {
-    /// Opens (or creates) the raft tree of `db`.
+    /// Opens (or creates) the raft tree of `db` (a database this layer does not manage: tools, tests).
     pub fn open(db: &sled::Db) -> Result<RaftStorage> {
-        let tree = db.open_tree("raft")?;
+        RaftStorage::open_in(&Generation::detached(db.clone()))
+    }
+
+    /// Opens (or creates) the raft tree of the member's database.
+    pub fn open_in(gen: &Arc<Generation>) -> Result<RaftStorage> {
+        let tree = TreeRef::open(gen, "raft")?;
         let hard_state = match tree.get(HARD_STATE)? {
             Some(b) => HardState::parse_from_bytes(&b).map_err(|e| Error::Storage(e.to_string()))?,
             None => HardState::default(),
@@ -69,7 +78,7 @@ impl RaftStorage {
             }
             None => compacted.0,
         };
-        Ok(RaftStorage { db: db.clone(), tree, hard_state, conf_state, compacted, last_index, applied: (0, 0) })
+        Ok(RaftStorage { gen: gen.clone(), tree, hard_state, conf_state, compacted, last_index, applied: (0, 0) })
     }
 
     /// True when nothing was ever written: the member must bootstrap its configuration.
@@ -168,6 +177,14 @@ impl RaftStorage {
         Ok(())
     }
 
+    /// Continues on `gen`, a verified copy of the current database (online defragmentation). The cached
+    /// state stays valid: the copy holds exactly what the old database held.
+    /// `raft` is the raft tree of `gen`.
+    pub fn switch_to(&mut self, gen: &Arc<Generation>, raft: TreeRef) {
+        self.tree = raft;
+        self.gen = gen.clone();
+    }
+
     /// Number of entries in the log.
     pub fn log_len(&self) -> u64 {
         self.last_index - self.compacted.0
@@ -175,7 +192,7 @@ impl RaftStorage {
 
     /// The fsync point: makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        self.gen.db().flush()?;
         Ok(())
     }
 }

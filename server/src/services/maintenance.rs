@@ -115,7 +115,7 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let st = self.ctx.raft.status();
-        let db_size = self.ctx.db.size_on_disk().unwrap_or(0) as i64;
+        let db_size = self.ctx.db.get().size_on_disk() as i64;
         let mut errors = Vec::new();
         if self.ctx.alarms.no_space() {
             errors.push("memberID:".to_string() + &self.ctx.member_id.to_string() + " alarm:NOSPACE ");
@@ -142,12 +142,12 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.admin(&req)?;
-        // sled reclaims space by itself as it rewrites segments; flushing makes the on-disk size current.
-        let db = self.ctx.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::from(Error::from(e)))?;
+        // sled never shrinks its files: the raft thread rewrites the database into a fresh one (reads go on
+        // meanwhile) and answers once the member runs on it, so a Status after this reports the new size.
+        let (tx, rx) = oneshot::channel();
+        self.ctx.raft.send(Input::Defrag(tx)).await?;
+        let report = rx.await.map_err(|_| Error::Stopped)??;
+        tracing::info!(before = report.before, after = report.after, "defragment request served");
         Ok(Response::new(DefragmentResponse { header: Some(self.ctx.header(self.ctx.store.current_revision())) }))
     }
 

@@ -28,7 +28,8 @@ use crate::watch::WatchHub;
 /// What every service needs.
 pub struct Ctx {
     pub store: Store,
-    pub db: sled::Db,
+    /// The current database (online defragmentation replaces it).
+    pub db: crate::live_db::LiveDb,
     pub raft: RaftHandle,
     pub lessor: Arc<Lessor>,
     pub members: Arc<Membership>,

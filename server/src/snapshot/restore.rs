@@ -168,7 +168,8 @@ pub fn restore(snapshot: &Path, opts: &RestoreOptions) -> Result<()> {
 
 fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me: u64, cid: u64) -> Result<()> {
     use crate::mvcc::{META_APPLIED_INDEX, META_COMPACT_REV, META_REV};
-    let db_path = opts.data_dir.join("member").join("db");
+    // A new data dir: the default layout (no pointer file), which every opener resolves the same way.
+    let db_path = crate::db_dir::active(&opts.data_dir)?;
     std::fs::create_dir_all(&db_path).map_err(|e| io_err(&db_path, e))?;
     std::fs::create_dir_all(opts.data_dir.join("member").join("snap")).map_err(|e| io_err(&db_path, e))?;
     let db = sled::Config::new().path(&db_path).open()?;
@@ -271,7 +272,7 @@ mod tests {
         assert_eq!((st.revision, st.total_keys), (11, 10));
         let o = opts(dir.path(), 100, true);
         restore(&snap, &o).unwrap();
-        let db = sled::open(o.data_dir.join("member").join("db")).unwrap();
+        let db = sled::open(crate::db_dir::active(&o.data_dir).unwrap()).unwrap();
         let s = Store::open(db.open_tree("state").unwrap()).unwrap();
         assert_eq!(s.current_revision(), 111);
         assert_eq!(s.compact_revision(), 111);

@@ -28,7 +28,7 @@ pub fn export(store: &Store, index: u64, term: u64, path: &Path) -> Result<u64> 
     let tmp = path.with_extension("part");
     let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     let mut w = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), index, term)?;
-    for kv in store.inner.tree.iter() {
+    for kv in store.inner.tree().iter() {
         let (k, v) = kv?;
         w.record(&k, &v)?;
     }
@@ -57,7 +57,7 @@ pub struct Cut {
 pub fn take_cut(store: &Store, term: u64) -> Result<Cut> {
     let mut small = Vec::new();
     for prefix in [b"m", b"x"] {
-        for kv in store.inner.tree.scan_prefix(prefix) {
+        for kv in store.inner.tree().scan_prefix(prefix) {
             let (k, v) = kv?;
             small.push((k.to_vec(), v.to_vec()));
         }
@@ -90,7 +90,7 @@ pub fn export_cut(store: &Store, cut: &Cut, path: &Path) -> Result<u64> {
             }
             Ok(())
         };
-    for item in store.inner.tree.scan_prefix(b"h") {
+    for item in store.inner.tree().scan_prefix(b"h") {
         let (k, v) = item?;
         let (prefix, rev) = split_history_key(&k)?;
         if rev.main > cut.revision {
@@ -105,7 +105,7 @@ pub fn export_cut(store: &Store, cut: &Cut, path: &Path) -> Result<u64> {
         latest = Some((prefix.to_vec(), kind, kv));
     }
     flush_latest(&mut w, latest.take())?;
-    for item in store.inner.tree.scan_prefix(b"r") {
+    for item in store.inner.tree().scan_prefix(b"r") {
         let (k, v) = item?;
         if k.len() >= 9 && i64::from_be_bytes(k[1..9].try_into().unwrap_or_default()) > cut.revision {
             break;
@@ -134,7 +134,7 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     verify(path)?;
     local.insert(INSTALLING, path.to_string_lossy().as_bytes())?;
     local.flush()?;
-    let tree = &store.inner.tree;
+    let tree = &store.inner.tree();
     tree.clear()?;
     let f = File::open(path).map_err(|e| io_err(path, e))?;
     let mut r = SnapshotReader::new(BufReader::with_capacity(1 << 20, f))?;
