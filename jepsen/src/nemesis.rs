@@ -43,8 +43,9 @@ pub enum FaultKind {
     Failpoint,
 }
 
-/// The failpoints a running member can reach (server/src/failpoints.rs).
-pub const FAILPOINTS: [&str; 7] = [
+/// The failpoints a running member can reach (server/src/failpoints.rs). The defrag ones fire only when a
+/// compact fault defragments the armed member before the heal.
+pub const FAILPOINTS: [&str; 8] = [
     "raft-before-fsync",
     "raft-after-fsync",
     "raft-before-apply",
@@ -52,6 +53,7 @@ pub const FAILPOINTS: [&str; 7] = [
     "apply-before-commit",
     "apply-after-commit",
     "snapshot-install-midway",
+    "defrag-online-before-swap",
 ];
 
 impl FaultKind {
