@@ -6,7 +6,11 @@
 //! - `ci` -> the compaction point: index (u64 BE) + term (u64 BE) of the last entry removed from the log
 //!
 //! Writes go through one `sled::Batch` per call; durability comes from `Db::flush`, which the Ready loop calls
-//! at its fsync point (see raft/node.rs). The first/last index and the hard/conf states are cached in memory.
+//! at its fsync point (see raft/node.rs). The first/last index and the hard/conf states are cached in memory,
+//! and so is the tail of the log (see [`TAIL_ENTRIES`]): `term()` and `entries()` of recent indexes — raft asks
+//! for them on every append it sends, every append it receives and every apply — never read sled.
+
+use std::collections::VecDeque;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -17,6 +21,11 @@ use crate::error::{Error, Result};
 const HARD_STATE: &[u8] = b"hs";
 const CONF_STATE: &[u8] = b"cs";
 const COMPACTED: &[u8] = b"ci";
+
+/// The newest entries kept in memory (a write-through copy of the log's tail), at most this many...
+const TAIL_ENTRIES: usize = 8192;
+/// ... and at most this many bytes of entry data.
+const TAIL_BYTES: usize = 32 << 20;
 
 fn entry_key(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -40,6 +49,15 @@ pub struct RaftStorage {
     last_index: u64,
     /// Applied index and its term, kept current by the apply layer; snapshots are taken at this point.
     applied: (u64, u64),
+    /// The newest entries, contiguous, ending at `last_index` when not empty (`Entry` data is a refcounted
+    /// `Bytes`, so a copy is cheap). Everything here is in the tree too.
+    tail: VecDeque<Entry>,
+    /// Data bytes held by `tail`.
+    tail_bytes: usize,
+}
+
+fn entry_bytes(e: &Entry) -> usize {
+    e.data.len() + e.context.len() + 32
 }
 
 impl RaftStorage {
@@ -69,7 +87,17 @@ impl RaftStorage {
             }
             None => compacted.0,
         };
-        Ok(RaftStorage { db: db.clone(), tree, hard_state, conf_state, compacted, last_index, applied: (0, 0) })
+        Ok(RaftStorage {
+            db: db.clone(),
+            tree,
+            hard_state,
+            conf_state,
+            compacted,
+            last_index,
+            applied: (0, 0),
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+        })
     }
 
     /// True when nothing was ever written: the member must bootstrap its configuration.
@@ -100,7 +128,46 @@ impl RaftStorage {
         }
         self.tree.apply_batch(batch)?;
         self.last_index = entries.last().map(|e| e.index).unwrap_or(self.last_index);
+        self.cache_tail(entries);
         Ok(())
+    }
+
+    /// Keeps the in-memory tail equal to the log's newest entries after `entries` were appended.
+    fn cache_tail(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first().map(|e| e.index) else { return };
+        while self.tail.back().is_some_and(|e| e.index >= first) {
+            if let Some(e) = self.tail.pop_back() {
+                self.tail_bytes -= entry_bytes(&e);
+            }
+        }
+        if self.tail.back().is_some_and(|e| e.index + 1 != first) {
+            self.tail.clear();
+            self.tail_bytes = 0;
+        }
+        for e in entries {
+            self.tail_bytes += entry_bytes(e);
+            self.tail.push_back(e.clone());
+        }
+        while self.tail.len() > TAIL_ENTRIES || (self.tail_bytes > TAIL_BYTES && self.tail.len() > 1) {
+            if let Some(e) = self.tail.pop_front() {
+                self.tail_bytes -= entry_bytes(&e);
+            }
+        }
+    }
+
+    /// Forgets cached entries at or below `index`.
+    fn drop_tail_to(&mut self, index: u64) {
+        while self.tail.front().is_some_and(|e| e.index <= index) {
+            if let Some(e) = self.tail.pop_front() {
+                self.tail_bytes -= entry_bytes(&e);
+            }
+        }
+    }
+
+    /// The cached entry at `idx`, if the tail holds it.
+    fn cached(&self, idx: u64) -> Option<&Entry> {
+        let first = self.tail.front()?.index;
+        self.tail.get(usize::try_from(idx.checked_sub(first)?).ok()?)
     }
 
     /// Saves the hard state (term, vote, commit).
@@ -140,6 +207,7 @@ impl RaftStorage {
         batch.insert(COMPACTED, point);
         self.tree.apply_batch(batch)?;
         self.compacted = (index, term);
+        self.drop_tail_to(index);
         Ok(())
     }
 
@@ -165,6 +233,8 @@ impl RaftStorage {
         self.compacted = (meta.index, meta.term);
         self.last_index = meta.index;
         self.applied = (meta.index, meta.term);
+        self.tail.clear();
+        self.tail_bytes = 0;
         Ok(())
     }
 
@@ -201,6 +271,21 @@ impl raft::Storage for RaftStorage {
         let max_size = max_size.into().unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
+        if low >= high {
+            return Ok(out);
+        }
+        if self.cached(low).is_some() {
+            // The tail runs to last_index >= high - 1: all of [low, high) is cached.
+            for idx in low..high {
+                let Some(e) = self.cached(idx) else { return Err(raft::Error::Store(StorageError::Unavailable)) };
+                size += u64::from(e.compute_size());
+                if !out.is_empty() && size > max_size {
+                    break;
+                }
+                out.push(e.clone());
+            }
+            return Ok(out);
+        }
         for kv in self.tree.range(&entry_key(low)[..]..&entry_key(high)[..]) {
             let (_, v) = kv.map_err(storage_err)?;
             let e = Entry::parse_from_bytes(&v).map_err(storage_err)?;
@@ -225,6 +310,9 @@ impl raft::Storage for RaftStorage {
         }
         if idx > self.last_index {
             return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if let Some(e) = self.cached(idx) {
+            return Ok(e.term);
         }
         match self.tree.get(entry_key(idx)).map_err(storage_err)? {
             Some(v) => Ok(Entry::parse_from_bytes(&v).map_err(storage_err)?.term),
@@ -300,5 +388,38 @@ mod tests {
         assert_eq!(s.entries(6, 11, None, GetEntriesContext::empty(false)).unwrap().len(), 5);
         // max_size still returns at least one entry
         assert_eq!(s.entries(6, 11, 1, GetEntriesContext::empty(false)).unwrap().len(), 1);
+    }
+
+    /// The in-memory tail answers exactly as the tree does: after conflicting appends, a compaction, and for
+    /// indexes older than the tail (served from sled).
+    #[test]
+    fn tail_cache_matches_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut s = RaftStorage::open(&db).unwrap();
+        let data = |i: u64| bytes::Bytes::from(vec![i as u8; (i % 7) as usize]);
+        let mk = |i: u64, t: u64| Entry { index: i, term: t, data: data(i), ..Default::default() };
+        s.append(&(1..=TAIL_ENTRIES as u64 + 100).map(|i| mk(i, 1)).collect::<Vec<_>>()).unwrap();
+        s.append(&(50..=60).map(|i| mk(i, 2)).collect::<Vec<_>>()).unwrap(); // truncates 50.., tail restarts
+        s.append(&(61..=70).map(|i| mk(i, 3)).collect::<Vec<_>>()).unwrap();
+        s.append(&[mk(65, 4)]).unwrap(); // conflict inside the tail
+        s.compact(10).unwrap();
+        let fresh = RaftStorage::open(&db).unwrap();
+        assert_eq!(s.last_index().unwrap(), 65);
+        assert_eq!(fresh.last_index().unwrap(), 65);
+        let ctx = || GetEntriesContext::empty(false);
+        for i in 10..=65 {
+            assert_eq!(s.term(i).unwrap(), fresh.term(i).unwrap_or(s.compacted.1), "term {i}");
+        }
+        for (lo, hi) in [(11, 66), (11, 50), (49, 52), (50, 66), (64, 66), (65, 66), (66, 66)] {
+            for max in [None, Some(0), Some(40), Some(u64::MAX)] {
+                let a = s.entries(lo, hi, max, ctx()).unwrap();
+                let b = fresh.entries(lo, hi, max, ctx()).unwrap();
+                assert_eq!(a, b, "entries({lo}, {hi}, {max:?})");
+            }
+        }
+        assert!(matches!(s.term(66), Err(raft::Error::Store(StorageError::Unavailable))));
+        assert!(s.entries(60, 67, None, ctx()).is_err());
+        assert!(s.entries(10, 12, None, ctx()).is_err());
     }
 }
