@@ -57,6 +57,47 @@ fn read_u64(tree: &sled::Tree, key: &str) -> Result<Option<u64>> {
 /// member) and write the initial configuration into the raft log as committed conf-change entries 1..n of
 /// term 1, exactly as every other initial member does. Applying them builds the member list and raft's
 /// configuration, and a member added later replays the same entries.
+/// The state machine holds a received snapshot whose point never reached the raft log: a crash (or stop)
+/// between installing the snapshot's data and resetting the log (raft/node.rs, step 4). The log restarts at
+/// that snapshot, as the install would have done; the snapshot file says the term, and the member list
+/// installed with the data is the configuration at that index. Without this, raft would find its commit
+/// index beyond an empty log and refuse to start.
+fn restore_snapshot_point(
+    store: &Store,
+    storage: &mut RaftStorage,
+    snap_dir: &std::path::Path,
+    cluster_id: u64,
+    applied: u64,
+) -> Result<()> {
+    let suffix = format!("-{applied}.snap");
+    let file = std::fs::read_dir(snap_dir)
+        .map_err(|e| Error::Storage(format!("{}: {e}", snap_dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("recv-") && n.ends_with(&suffix))
+        })
+        .ok_or_else(|| {
+            Error::Storage(format!("applied index {applied} is beyond the raft log and no snapshot has it"))
+        })?;
+    let (index, term) = crate::snapshot::state::verify(&file)?;
+    if index != applied {
+        return Err(Error::Storage(format!("{} holds index {index}, not {applied}", file.display())));
+    }
+    let mut meta = raft::eraftpb::SnapshotMetadata { index, term, ..Default::default() };
+    let cs = meta.mut_conf_state();
+    for m in Membership::load(store, cluster_id)?.list() {
+        if m.is_learner {
+            cs.learners.push(m.id);
+        } else {
+            cs.voters.push(m.id);
+        }
+    }
+    tracing::warn!(index, term, voters = ?cs.voters, learners = ?cs.learners, "raft log restarted at an installed snapshot");
+    storage.apply_snapshot_meta(&meta)?;
+    storage.flush()
+}
+
 fn bootstrap_new(cfg: &Config, storage: &mut RaftStorage) -> Result<Identity> {
     let my_peer_urls = cfg.advertise_peer_urls();
     let initial = match &cfg.initial_cluster {
@@ -178,6 +219,9 @@ pub async fn run(cfg: Config) -> Result<()> {
 
     // Everything applied was committed; the saved commit index can lag the state after a crash.
     let applied = store.applied_index();
+    if applied > raft::Storage::last_index(&storage).unwrap_or(0) {
+        restore_snapshot_point(&store, &mut storage, &snap_dir, ident.cluster_id, applied)?;
+    }
     if storage.hard_state().commit < applied {
         let mut hs = storage.hard_state().clone();
         hs.commit = applied;

@@ -363,6 +363,10 @@ impl Node {
         // 4. snapshot before entries
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
+            // The snapshot's configuration is this member's from now on: publish whether it is a learner
+            // BEFORE its data becomes readable, or a client that sees the data may still be served as a voter.
+            let cs = snap.get_metadata().get_conf_state();
+            self.status.set_learner(cs.learners.contains(&self.status.id));
             self.applier.install_snapshot(&snap)?;
             self.raw.mut_store().apply_snapshot_meta(snap.get_metadata())?;
             self.publish_learner();
