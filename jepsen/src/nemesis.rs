@@ -45,7 +45,7 @@ pub enum FaultKind {
 
 /// The failpoints a running member can reach (server/src/failpoints.rs). The defrag ones fire only when a
 /// compact fault defragments the armed member before the heal.
-pub const FAILPOINTS: [&str; 8] = [
+pub const FAILPOINTS: [&str; 9] = [
     "raft-before-fsync",
     "raft-after-fsync",
     "raft-before-apply",
@@ -53,6 +53,7 @@ pub const FAILPOINTS: [&str; 8] = [
     "apply-before-commit",
     "apply-after-commit",
     "snapshot-install-midway",
+    "snapshot-installed-before-log-reset",
     "defrag-online-before-swap",
 ];
 

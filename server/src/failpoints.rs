@@ -6,7 +6,8 @@
 //! yet durable / durable but no message sent), `raft-before-apply` / `raft-after-apply` (around applying
 //! a Ready's committed entries, after the fsync), `apply-before-commit` / `apply-after-commit` (a committed
 //! entry about to be applied / applied but its client not yet answered), `snapshot-install-midway` (part of
-//! a received snapshot written over the state), `defrag-before-swap` (offline defrag: copy complete, not yet
+//! a received snapshot written over the state), `snapshot-installed-before-log-reset` (the state holds the
+//! snapshot, the raft log does not start at it yet; tests/tests/crash.rs arms it), `defrag-before-swap` (offline defrag: copy complete, not yet
 //! swapped in), `defrag-online-before-swap` (Defragment RPC: copy flushed and verified, pointer not yet
 //! switched; tests/tests/defrag.rs arms it). `raftcd-jepsen --nemesis failpoint` restarts members with one of them armed.
 
@@ -19,6 +20,7 @@ pub const ALL: &[&str] = &[
     "apply-before-commit",
     "apply-after-commit",
     "snapshot-install-midway",
+    "snapshot-installed-before-log-reset",
     "defrag-before-swap",
     "defrag-online-before-swap",
 ];

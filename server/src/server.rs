@@ -53,10 +53,6 @@ fn read_u64(tree: &sled::Tree, key: &str) -> Result<Option<u64>> {
     }
 }
 
-/// First start of a member of a new cluster: derive every member's id from the flags (the same on every
-/// member) and write the initial configuration into the raft log as committed conf-change entries 1..n of
-/// term 1, exactly as every other initial member does. Applying them builds the member list and raft's
-/// configuration, and a member added later replays the same entries.
 /// The state machine holds a received snapshot whose point never reached the raft log: a crash (or stop)
 /// between installing the snapshot's data and resetting the log (raft/node.rs, step 4). The log restarts at
 /// that snapshot, as the install would have done; the snapshot file says the term, and the member list
@@ -98,6 +94,10 @@ fn restore_snapshot_point(
     storage.flush()
 }
 
+/// First start of a member of a new cluster: derive every member's id from the flags (the same on every
+/// member) and write the initial configuration into the raft log as committed conf-change entries 1..n of
+/// term 1, exactly as every other initial member does. Applying them builds the member list and raft's
+/// configuration, and a member added later replays the same entries.
 fn bootstrap_new(cfg: &Config, storage: &mut RaftStorage) -> Result<Identity> {
     let my_peer_urls = cfg.advertise_peer_urls();
     let initial = match &cfg.initial_cluster {

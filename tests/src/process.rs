@@ -268,6 +268,15 @@ impl Drop for RaftcdProcess {
     }
 }
 
+/// The raftcd built with `--features failpoints` (`$RAFTCD_FAILPOINTS_BIN`, else `raftcd-failpoints` next to
+/// the normal build, where scripts/test.sh puts it).
+pub fn failpoints_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RAFTCD_FAILPOINTS_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    Some(workspace_bin("raftcd").with_file_name("raftcd-failpoints")).filter(|p| p.exists())
+}
+
 /// Several raftcd members started together from one --initial-cluster.
 pub struct RaftcdCluster {
     pub members: Vec<RaftcdProcess>,

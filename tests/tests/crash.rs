@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
-use raftcd_tests::client::{connect, grpc_status};
-use raftcd_tests::{step, RaftcdProcess};
+use raftcd_tests::client::{connect, grpc_status, skip_allowed};
+use raftcd_tests::process::failpoints_bin;
+use raftcd_tests::{step, Member, RaftcdCluster, RaftcdProcess};
 use rand::Rng;
 
 const WRITERS: usize = 8;
@@ -204,4 +205,74 @@ async fn acknowledged_writes_survive_kill_9() {
         last_seen_rev = rev + 2;
     }
     step!("done: {} writes issued over {CYCLES} kill cycles", all.len());
+}
+
+/// Scenario: m4 joins a 3-member cluster whose log was compacted (--snapshot-count 20), so it gets a streamed
+/// snapshot, and is killed (abort, as kill -9) right after the snapshot's data is installed but before its
+/// raft log starts at the snapshot. Restarted with the normal build it comes back with every key and
+/// catches up (it used to panic at every start: "hs.commit ... is out of range").
+#[test]
+fn crash_between_snapshot_install_and_log_reset_restarts() {
+    let Some(bin) = failpoints_bin() else {
+        assert!(skip_allowed(), "no raftcd-failpoints build (scripts/test.sh builds it)");
+        return;
+    };
+    let args = ["--snapshot-count", "20", "--heartbeat-interval", "50", "--election-timeout", "500"];
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = RaftcdCluster::start(dir.path(), 3, &args);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m4 = Member::new(dir.path(), "m4");
+    let initial = format!("{},{}", cluster.initial_cluster(), m4.initial_cluster_entry());
+    rt.block_on(async {
+        let mut c = connect(&cluster.members[0].endpoint()).await;
+        for i in 0..100 {
+            c.put(format!("snap/{i:03}"), format!("v{i}"), None).await.unwrap();
+        }
+        c.member_add([m4.peer_url()], None).await.expect("member add m4");
+    });
+
+    step!("m4 from the failpoints build, armed at snapshot-installed-before-log-reset");
+    let log_path = dir.path().join("m4-armed.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut armed = std::process::Command::new(bin)
+        .env("RAFTCD_FAILPOINTS", "snapshot-installed-before-log-reset")
+        .args(["--name", &m4.name])
+        .arg("--data-dir")
+        .arg(&m4.data_dir)
+        .args(["--listen-client-urls", &m4.client_url(), "--advertise-client-urls", &m4.client_url()])
+        .args(["--listen-peer-urls", &m4.peer_url(), "--initial-advertise-peer-urls", &m4.peer_url()])
+        .args(["--initial-cluster", &initial, "--initial-cluster-state", "existing"])
+        .args(args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = armed.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = armed.kill();
+            let _ = armed.wait();
+            panic!("m4 never reached the failpoint:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let armed_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        !status.success() && armed_log.contains("failpoint snapshot-installed-before-log-reset reached"),
+        "{status:?}\n{armed_log}"
+    );
+
+    step!("restart m4 with the normal build: it serves every key and follows new writes");
+    let m4 = RaftcdProcess::start_joining(m4, &initial, &args);
+    rt.block_on(async {
+        let mut c4 = connect(&m4.endpoint()).await;
+        let r = c4.get("snap/", Some(GetOptions::new().with_prefix().with_serializable())).await.unwrap();
+        assert_eq!(r.kvs().len(), 100, "m4 log:\n{}", m4.log());
+        c4.put("after", "1", None).await.unwrap();
+        let r = c4.get("after", None).await.unwrap();
+        assert_eq!(r.kvs().first().map(|kv| kv.value()), Some(&b"1"[..]));
+    });
 }

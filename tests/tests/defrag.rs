@@ -269,21 +269,12 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The raftcd built with `--features failpoints` (scripts/test.sh puts it next to the normal one).
-fn failpoints_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RAFTCD_FAILPOINTS_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let raftcd = raftcd_tests::workspace_bin("raftcd");
-    Some(raftcd.with_file_name("raftcd-failpoints")).filter(|p| p.exists())
-}
-
 /// Scenario: the member is killed (abort, as kill -9) inside an online defrag, after the copy is complete
 /// and verified but before the pointer names it. It restarts on the old database with everything, the
 /// unfinished copy is removed, and a later Defragment works.
 #[test]
 fn crash_inside_online_defrag_restarts_on_the_old_database() {
-    let Some(bin) = failpoints_bin() else {
+    let Some(bin) = raftcd_tests::process::failpoints_bin() else {
         assert!(skip_allowed(), "no raftcd-failpoints build (scripts/test.sh builds it)");
         return;
     };

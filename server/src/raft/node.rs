@@ -368,6 +368,7 @@ impl Node {
             let cs = snap.get_metadata().get_conf_state();
             self.status.set_learner(cs.learners.contains(&self.status.id));
             self.applier.install_snapshot(&snap)?;
+            crate::failpoint!("snapshot-installed-before-log-reset");
             self.raw.mut_store().apply_snapshot_meta(snap.get_metadata())?;
             self.publish_learner();
             self.publish_applied();
