@@ -92,6 +92,18 @@ async fn auth_error_script(ep: &str) -> Vec<String> {
     out
 }
 
+/// A real etcd and a raftcd member (fast bcrypt), both serving; the TempDir holds raftcd's data.
+fn start_pair() -> (EtcdProcess, RaftcdProcess, tempfile::TempDir) {
+    let etcd = EtcdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = RaftcdProcess::start_single(dir.path(), &FAST_BCRYPT);
+    rt().block_on(async {
+        connect(&etcd.endpoint()).await;
+        connect(&p.endpoint()).await;
+    });
+    (etcd, p, dir)
+}
+
 /// Scenario: the same sequence of auth requests and failures, through `etcd-client`, against a real etcd
 /// and raftcd: every step has the same outcome (gRPC code and message).
 #[test]
@@ -100,12 +112,8 @@ fn auth_errors_match_etcd() {
         assert!(skip_allowed(), "etcd is not installed");
         return;
     }
-    let etcd = EtcdProcess::start();
-    let dir = tempfile::tempdir().unwrap();
-    let p = RaftcdProcess::start_single(dir.path(), &FAST_BCRYPT);
+    let (etcd, p, _dir) = start_pair();
     rt().block_on(async {
-        connect(&etcd.endpoint()).await;
-        connect(&p.endpoint()).await;
         let want = auth_error_script(&etcd.endpoint()).await;
         let got = auth_error_script(&p.endpoint()).await;
         eprintln!("raftcd's outcomes:\n{}", got.join("\n"));
@@ -188,13 +196,7 @@ fn debian_etcdctl_auth_commands_match_etcd() {
         assert!(skip_allowed(), "etcd/etcdctl are not installed");
         return;
     }
-    let etcd = EtcdProcess::start();
-    let dir = tempfile::tempdir().unwrap();
-    let p = RaftcdProcess::start_single(dir.path(), &FAST_BCRYPT);
-    rt().block_on(async {
-        connect(&etcd.endpoint()).await;
-        connect(&p.endpoint()).await;
-    });
+    let (etcd, p, _dir) = start_pair();
     let want = etcdctl_script(&etcd.endpoint());
     let got = etcdctl_script(&p.endpoint());
     eprintln!("raftcd's etcdctl transcript:\n{got}");

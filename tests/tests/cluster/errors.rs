@@ -16,13 +16,7 @@ use super::*;
 async fn membership_errors_match_etcd() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    step!("start 3 members");
-    let mut cluster = start_cluster(dir.path(), 3, FAST);
-    let eps = cluster.endpoints();
-    let leader = wait_leader(&eps, None, Duration::from_secs(15)).await.expect("a leader");
-    let ids = ids_of(&eps).await;
-    let li = position(&ids, leader);
-    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let Trio { mut cluster, eps, ids, li, followers } = start_trio(dir.path()).await;
     let mut c = connect(&eps[followers[0]]).await; // a follower's endpoint: membership calls are forwarded
     let mut cl = raw_client(&eps[li]).await;
     let mut p = Vec::new();

@@ -45,3 +45,26 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 fn start_cluster(dir: &Path, n: usize, args: &[&str]) -> RaftcdCluster {
     blocking(|| RaftcdCluster::start(dir, n, args))
 }
+
+/// Three [`FAST`] members once they have a leader.
+struct Trio {
+    cluster: RaftcdCluster,
+    eps: Vec<String>,
+    /// Member ids, by position.
+    ids: Vec<u64>,
+    /// The leader's position.
+    li: usize,
+    /// The followers' positions.
+    followers: Vec<usize>,
+}
+
+async fn start_trio(dir: &Path) -> Trio {
+    step!("start 3 members");
+    let cluster = start_cluster(dir, 3, FAST);
+    let eps = cluster.endpoints();
+    let leader = wait_leader(&eps, None, Duration::from_secs(15)).await.expect("a leader");
+    let ids = ids_of(&eps).await;
+    let li = position(&ids, leader);
+    let followers = (0..3).filter(|i| *i != li).collect();
+    Trio { cluster, eps, ids, li, followers }
+}

@@ -244,13 +244,7 @@ async fn leader_killed_under_write_load() {
 async fn majority_loss_fails_fast_and_recovers() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    step!("start 3 members");
-    let mut cluster = start_cluster(dir.path(), 3, FAST);
-    let eps = cluster.endpoints();
-    let leader = wait_leader(&eps, None, Duration::from_secs(15)).await.expect("a leader");
-    let ids = ids_of(&eps).await;
-    let li = position(&ids, leader);
-    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+    let Trio { mut cluster, eps, ids, li, followers } = start_trio(dir.path()).await;
     let mut c = connect(&eps[li]).await;
     c.put("ql/before", "1", None).await.expect("put before the faults");
     let mut problems = Vec::new();
