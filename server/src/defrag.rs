@@ -111,7 +111,7 @@ pub fn defrag_data_dir(data_dir: &Path) -> Result<DefragReport> {
         dst = db_dir::next(data_dir)?;
         let fresh = sled::Config::new().path(&dst).open()?;
         copy_db(&old, &fresh)?;
-        fresh.flush()?;
+        crate::durable::sync_all(&fresh, &dst)?;
         check_same(&old, &fresh)?;
     }
     crate::failpoint!("defrag-before-swap");

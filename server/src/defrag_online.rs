@@ -83,7 +83,7 @@ fn copy_into(old: &Arc<Generation>, dir: &std::path::Path) -> Result<Prepared> {
     let before = old.size_on_disk();
     let fresh = db_dir::open_member_db(dir)?;
     fresh.import(old.db().export());
-    fresh.flush()?;
+    crate::durable::sync_all(&fresh, dir)?;
     check_same(old.db(), &fresh)?;
     let gen = Generation::new(fresh, dir.to_path_buf());
     let after = gen.size_on_disk();

@@ -13,6 +13,7 @@ pub mod corruption;
 pub mod db_dir;
 pub mod defrag;
 pub mod defrag_online;
+pub mod durable;
 pub mod error;
 pub mod failpoints;
 #[cfg(test)]

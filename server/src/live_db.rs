@@ -9,8 +9,9 @@
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use crate::durable::DbFiles;
 use crate::error::Result;
 
 /// One opened database directory.
@@ -20,23 +21,38 @@ pub struct Generation {
     /// The directory, when it is one the member may delete once retired.
     dir: Option<PathBuf>,
     retired: AtomicBool,
+    /// The directory's files, for [`Generation::sync`] (`None` when the directory is not known).
+    files: Option<Mutex<DbFiles>>,
 }
 
 impl Generation {
     /// The database opened in `dir`, which is removed from disk after [`Generation::retire`] once unused.
     pub fn new(db: sled::Db, dir: PathBuf) -> Arc<Generation> {
-        Arc::new(Generation { db: Some(db), dir: Some(dir), retired: AtomicBool::new(false) })
+        let files = Some(Mutex::new(DbFiles::new(&dir)));
+        Arc::new(Generation { db: Some(db), dir: Some(dir), retired: AtomicBool::new(false), files })
     }
 
     /// A database this layer never deletes (tests, tools).
     pub fn detached(db: sled::Db) -> Arc<Generation> {
-        Arc::new(Generation { db: Some(db), dir: None, retired: AtomicBool::new(false) })
+        Arc::new(Generation { db: Some(db), dir: None, retired: AtomicBool::new(false), files: None })
     }
 
     /// The database.
     pub fn db(&self) -> &sled::Db {
         // Only `drop` takes it.
         self.db.as_ref().unwrap_or_else(|| unreachable!("generation used after drop"))
+    }
+
+    /// Makes every write so far durable: sled's flush, then fdatasync of its files (see [`crate::durable`]).
+    /// A detached database (tools, tests) gets only sled's flush.
+    pub fn sync(&self) -> Result<()> {
+        match &self.files {
+            Some(files) => files.lock().unwrap_or_else(PoisonError::into_inner).sync(self.db()),
+            None => {
+                self.db().flush()?;
+                Ok(())
+            }
+        }
     }
 
     /// The database directory, when known.

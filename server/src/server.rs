@@ -473,7 +473,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     let _ = tx.send(Input::Shutdown).await;
     let _ = tokio::task::spawn_blocking(move || raft_thread.join()).await;
-    db.get().db().flush()?;
+    db.get().sync()?;
     tracing::info!("stopped");
     Ok(())
 }

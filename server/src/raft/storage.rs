@@ -398,8 +398,7 @@ impl RaftStorage {
 
     /// The fsync point: makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
-        self.gen.db().flush()?;
-        Ok(())
+        self.gen.sync()
     }
 }
 

@@ -226,7 +226,7 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
     let local = db.open_tree("local")?;
     local.insert("member_id", &me.to_be_bytes())?;
     local.insert("cluster_id", &cid.to_be_bytes())?;
-    db.flush()?;
+    crate::durable::sync_all(&db, &db_path)?;
     tracing::info!(data_dir = %opts.data_dir.display(), revision = rev, "restored snapshot");
     Ok(())
 }
