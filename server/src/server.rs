@@ -186,7 +186,7 @@ async fn identity(
     storage.flush()?;
     local.insert("member_id", &ident.member_id.to_be_bytes())?;
     local.insert("cluster_id", &ident.cluster_id.to_be_bytes())?;
-    local.flush()?;
+    storage.sync_state()?;
     Ok(ident)
 }
 
@@ -206,7 +206,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let gen = Generation::new(db, db_path);
     let local = TreeRef::open(&gen, "local")?;
     let store = Store::open(TreeRef::open(&gen, "state")?)?;
-    let mut storage = RaftStorage::open_in(&gen)?;
+    let mut storage = RaftStorage::open_in(&gen, &data_dir.join("member").join("wal"))?;
     let db = LiveDb::new(gen);
 
     let ident = identity(&cfg, &local, &mut storage, peer_client_tls.as_ref()).await?;

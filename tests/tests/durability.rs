@@ -1,7 +1,8 @@
 //! Acknowledged writes must survive a power failure, not only kill -9: the raft Ready loop's fsync point has
-//! to reach the disk. sled's own flush writes with sync_file_range and never fsyncs (see server/src/durable.rs),
-//! so this watches a real raftcd process with strace and checks that serving a put fdatasyncs the database
-//! file, and that a put too large for sled's log fdatasyncs the blob file sled wrote it to.
+//! to reach the disk, and so must the state in sled before the log is cut. sled's own flush writes with
+//! sync_file_range and never fsyncs (see server/src/durable.rs). This watches a real raftcd process with
+//! strace: serving a put fdatasyncs the raft WAL, and a graceful stop (like a log compaction) fdatasyncs
+//! sled's database file and the blob file a value too large for sled's log went to.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,18 +51,24 @@ fn acknowledged_puts_are_fdatasynced_including_large_values() {
     let strace = attach_strace(server.pid().unwrap(), &trace);
     rt.block_on(c.put("k", "v", None)).unwrap();
     let small = finish_strace(strace, &trace);
-    let db_syncs: Vec<&str> =
-        small.lines().filter(|l| l.contains("fdatasync(") && l.contains("/member/db") && l.contains("/db>")).collect();
-    assert!(!db_syncs.is_empty(), "a put must fdatasync sled's database file; traced calls:\n{small}");
+    assert!(
+        small.lines().any(|l| l.contains("fdatasync(") && l.contains("/member/wal/") && l.contains(".wal>")),
+        "a put must fdatasync the raft WAL; traced calls:\n{small}"
+    );
 
-    step!("a 700 KiB value goes to a sled blob file, which must be synced too");
+    step!("a 700 KiB value, then a graceful stop: sled's file and the value's blob file are synced");
     let trace = dir.path().join("large.trace");
     let strace = attach_strace(server.pid().unwrap(), &trace);
     rt.block_on(c.put("big", vec![b'x'; 700 << 10], None)).unwrap();
+    assert_eq!(server.terminate(), Some(0), "raftcd must stop cleanly on SIGTERM");
     let large = finish_strace(strace, &trace);
     assert!(
+        large.lines().any(|l| l.contains("fdatasync(") && l.contains("/member/db") && l.contains("/db>")),
+        "stopping must fdatasync sled's database file; traced calls:\n{large}"
+    );
+    assert!(
         large.lines().any(|l| l.contains("fdatasync(") && l.contains("/blobs/")),
-        "a put of a large value must fdatasync its blob file; traced calls:\n{large}"
+        "stopping must fdatasync the blob file of the large value; traced calls:\n{large}"
     );
     assert!(
         large.lines().any(|l| l.contains("fsync(") && l.contains("/blobs>)")),
@@ -70,7 +77,6 @@ fn acknowledged_puts_are_fdatasynced_including_large_values() {
 
     step!("the value reads back after a restart");
     drop(c);
-    server.kill();
     server.restart();
     let mut c = rt.block_on(connect(&server.endpoint()));
     let got = rt.block_on(c.get("big", None)).unwrap();

@@ -8,6 +8,7 @@ pub mod proposal;
 pub mod status;
 pub mod storage;
 pub mod transport;
+pub mod wal;
 
 pub use handle::RaftHandle;
 pub use node::{Input, Node};

@@ -7,7 +7,7 @@
 //! 3. Send `messages()` at once: these never depend on unpersisted local state (a leader may send its
 //!    appends before its own fsync; raft counts its own vote only once persisted).
 //! 4. Install a snapshot, if any, BEFORE touching entries (entries follow the snapshot's index).
-//! 5. Append `entries()` and save the hard state; if `must_sync()`, flush sled — THE fsync point.
+//! 5. Append `entries()` and save the hard state to the WAL; if `must_sync()`, fdatasync it — THE fsync point.
 //! 6. Only now send `persisted_messages()` (votes and append responses promise durable state).
 //! 7. `advance_append()`; save the LightReady's commit index, send its messages; then apply the committed
 //!    entries of the Ready and of the LightReady together, in log order, and `advance_apply()`; complete
@@ -18,9 +18,10 @@
 //! previous one. This is safe because raft-rs hands out only entries that are committed AND persisted on this
 //! member: the log holds every entry durably before its state change reaches the store. A run of KV entries
 //! is applied in ONE store batch that also records the last index of the run as applied (all or nothing on a
-//! crash); that batch becomes durable with the next flush. Clients are answered once their entry is applied
-//! (committed on a quorum and in the local store); a crash before the store's next flush loses only state
-//! that the log replays on restart (entries at or below the stored applied index are skipped).
+//! crash). The store (sled) is synced only before the log is compacted or reset to a snapshot, never at the
+//! fsync point: clients are answered once their entry is applied (committed on a quorum, durable in the WAL,
+//! and in the local store); a crash loses at most store state that the log still holds and replays on
+//! restart (entries at or below the stored applied index are skipped).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -409,7 +410,7 @@ impl Node {
         // 7. advance_append, then apply what the Ready and the LightReady committed, in log order, as one
         //    group (one store batch for a run of KV entries), then advance_apply. raft-rs hands out only
         //    committed entries that are persisted here, so the log holds them durably before their state
-        //    changes reach the store; the store's writes themselves become durable at a later flush, and a
+        //    changes reach the store; the store's writes themselves become durable at a later sync, and a
         //    crash before that replays them from the log (apply skips index <= applied).
         let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
@@ -498,7 +499,7 @@ impl Node {
     }
 
     /// Every `--snapshot-count` applied entries the log is truncated; the state machine in sled is the
-    /// snapshot, so only a flush is needed to make the truncation safe.
+    /// snapshot, so syncing sled (which the fsync point does not do) is all that makes the truncation safe.
     fn maybe_compact_log(&mut self) -> Result<()> {
         let store = self.raw.store();
         let applied = self.applier.applied_index();
@@ -507,7 +508,7 @@ impl Node {
             return Ok(());
         }
         let to = applied.saturating_sub(CATCH_UP_ENTRIES.min(self.snapshot_count));
-        store.flush()?;
+        store.sync_state()?;
         self.raw.mut_store().compact(to)?;
         tracing::info!(applied, compacted_to = to, "raft log compacted");
         Ok(())

@@ -217,7 +217,7 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
     }
     state.apply_batch(batch)?;
 
-    let mut storage = RaftStorage::open(&db)?;
+    let mut storage = RaftStorage::open(&db, &opts.data_dir.join("member").join("wal"))?;
     let cs = ConfState { voters: members.iter().map(|m| m.id).collect(), ..Default::default() };
     let mut meta = SnapshotMetadata { index: applied, term: 1, ..Default::default() };
     meta.set_conf_state(cs);
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(s.compact_revision(), 111);
         let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
         assert_eq!(s.range(&all).unwrap().count, 10);
-        let storage = RaftStorage::open(&db).unwrap();
+        let storage = RaftStorage::open(&db, &o.data_dir.join("member").join("wal")).unwrap();
         assert_eq!(storage.conf_state().voters.len(), 2);
         assert_eq!(s.applied_index(), 2);
         assert_eq!(raft::Storage::first_index(&storage).unwrap(), 3);
