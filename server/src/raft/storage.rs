@@ -160,7 +160,7 @@ fn convert_sled_log(tree: &sled::Tree, wal_dir: &Path) -> Result<bool> {
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::Storage(format!("{}: {e}", tmp.display())))?;
     }
-    let (mut w, _) = Wal::open(&tmp, wal::SEGMENT_BYTES)?;
+    let mut w = Wal::open(&tmp, wal::SEGMENT_BYTES, &mut |_| Ok(0))?;
     w.append(KIND_HARD_STATE, &hs.write_to_bytes().map_err(|e| Error::Storage(e.to_string()))?, 0)?;
     w.append(KIND_COMPACT, &point_bytes(compacted.0, compacted.1), compacted.0)?;
     for (_, _, rec) in encode_records(&entries)? {
@@ -208,6 +208,100 @@ struct RecordLoc {
     offset: u64,
     len: usize,
     count: u64,
+}
+
+/// Forgets the log from `first` on (a conflicting suffix): records starting there or later go, the one
+/// holding `first - 1` keeps only what precedes `first`.
+fn truncate_records(records: &mut BTreeMap<u64, RecordLoc>, last_index: &mut u64, first: u64) {
+    if first > *last_index {
+        return;
+    }
+    let _ = records.split_off(&first);
+    if let Some((&start, loc)) = records.iter_mut().next_back() {
+        loc.count = loc.count.min(first - start);
+    }
+    *last_index = first - 1;
+}
+
+/// Forgets records all of whose entries are at or below `index`.
+fn drop_records_through(records: &mut BTreeMap<u64, RecordLoc>, index: u64) {
+    while let Some((&start, loc)) = records.iter().next() {
+        if start + loc.count - 1 > index {
+            break;
+        }
+        records.remove(&start);
+    }
+}
+
+/// First index and number of entries of an ENTRIES record, from its length prefixes and its first entry
+/// only (replay at open does not decode every entry; reads check the indexes when they decode).
+fn scan_record(mut rec: &[u8]) -> Result<(u64, u64)> {
+    let bad = || Error::Storage("raft: corrupt log record".into());
+    let mut first = None;
+    let mut count = 0u64;
+    while !rec.is_empty() {
+        let len = u32::from_be_bytes(rec.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(bad)?) as usize;
+        let bytes = rec.get(4..4 + len).ok_or_else(bad)?;
+        if first.is_none() {
+            first = Some(Entry::parse_from_bytes(bytes).map_err(|_| bad())?.index);
+        }
+        count += 1;
+        rec = &rec[4 + len..];
+    }
+    Ok((first.ok_or_else(bad)?, count))
+}
+
+/// The log as the WAL's records rebuild it at open.
+#[derive(Default)]
+struct Replayed {
+    records: BTreeMap<u64, RecordLoc>,
+    hard_state: HardState,
+    compacted: (u64, u64),
+    last_index: u64,
+}
+
+impl Replayed {
+    /// Applies one record; returns the highest raft index it mentions.
+    fn replay(&mut self, r: wal::Record<'_>) -> Result<u64> {
+        match r.kind {
+            KIND_ENTRIES => {
+                let (first, count) = scan_record(r.payload)?;
+                let last = first + count - 1;
+                // The first entries found may start above the log's beginning: the segments before were
+                // removed by a compaction, whose record comes later (checked once all are read).
+                if first > self.last_index + 1 && !self.records.is_empty() {
+                    return Err(Error::Storage(format!(
+                        "raft: the WAL jumps from index {} to {first} (segment {})",
+                        self.last_index, r.seq
+                    )));
+                }
+                truncate_records(&mut self.records, &mut self.last_index, first);
+                self.records.insert(first, RecordLoc { seq: r.seq, offset: r.offset, len: r.payload.len(), count });
+                self.last_index = last;
+                Ok(last)
+            }
+            KIND_HARD_STATE => {
+                self.hard_state = parse_hard_state(r.payload)?;
+                Ok(0)
+            }
+            KIND_COMPACT => {
+                let (index, term) = parse_point(r.payload)?;
+                if index > self.compacted.0 {
+                    self.compacted = (index, term);
+                    self.last_index = self.last_index.max(index);
+                }
+                Ok(index)
+            }
+            KIND_SNAPSHOT => {
+                let (index, term) = parse_point(r.payload)?;
+                self.records.clear();
+                self.compacted = (index, term);
+                self.last_index = index;
+                Ok(index)
+            }
+            other => Err(Error::Storage(format!("raft: unknown WAL record kind {other}"))),
+        }
+    }
 }
 
 /// The raft log and raft metadata of one member.
@@ -258,78 +352,39 @@ impl RaftStorage {
         if !wal_dir.exists() {
             convert_sled_log(&tree, wal_dir)?;
         }
-        let (wal, found) = Wal::open(wal_dir, segment_bytes)?;
+        let mut log = Replayed::default();
+        let wal = Wal::open(wal_dir, segment_bytes, &mut |r| log.replay(r))?;
         remove_sled_log(gen, &tree)?;
+        drop_records_through(&mut log.records, log.compacted.0);
+        if let Some(&start) = log.records.keys().next() {
+            if start > log.compacted.0 + 1 {
+                return Err(Error::Storage(format!(
+                    "raft: the WAL starts at index {start} but its compaction point is {}",
+                    log.compacted.0
+                )));
+            }
+        }
         let mut s = RaftStorage {
             gen: gen.clone(),
             tree,
             wal,
-            records: BTreeMap::new(),
-            hard_state: HardState::default(),
+            records: log.records,
+            hard_state: log.hard_state,
             conf_state,
-            compacted: (0, 0),
-            last_index: 0,
+            compacted: log.compacted,
+            last_index: log.last_index,
             applied: (0, 0),
             tail: VecDeque::new(),
             tail_bytes: 0,
         };
-        for r in found {
-            s.replay(r)?;
-        }
-        s.drop_records_to(s.compacted.0);
-        if let Some(&start) = s.records.keys().next() {
-            if start > s.compacted.0 + 1 {
-                return Err(Error::Storage(format!(
-                    "raft: the WAL starts at index {start} but its compaction point is {}",
-                    s.compacted.0
-                )));
-            }
+        // The tail starts as the last record's entries (raft asks for the last term at once); older ones
+        // are read from the WAL when asked for.
+        if let Some((&start, loc)) = s.records.iter().next_back() {
+            let mut newest = s.read_record(start, loc)?;
+            newest.retain(|e| e.index > s.compacted.0);
+            s.cache_tail(&newest);
         }
         Ok(s)
-    }
-
-    /// Applies one record read back at open.
-    fn replay(&mut self, r: wal::Record) -> Result<()> {
-        match r.kind {
-            KIND_ENTRIES => {
-                let es = decode_record(None, &r.payload)?;
-                let (first, last) = (es[0].index, es[es.len() - 1].index);
-                // The first entries found may start above the log's beginning: the segments before were
-                // removed by a compaction, whose record comes later (checked once all are read).
-                if first > self.last_index + 1 && !self.records.is_empty() {
-                    return Err(Error::Storage(format!(
-                        "raft: the WAL jumps from index {} to {first} (segment {})",
-                        self.last_index, r.seq
-                    )));
-                }
-                self.truncate_from(first);
-                let loc = RecordLoc { seq: r.seq, offset: r.offset, len: r.payload.len(), count: es.len() as u64 };
-                self.records.insert(first, loc);
-                self.last_index = last;
-                self.wal.note_index(r.seq, last);
-                self.cache_tail(&es);
-            }
-            KIND_HARD_STATE => self.hard_state = parse_hard_state(&r.payload)?,
-            KIND_COMPACT => {
-                let (index, term) = parse_point(&r.payload)?;
-                if index > self.compacted.0 {
-                    self.compacted = (index, term);
-                    self.last_index = self.last_index.max(index);
-                }
-                self.wal.note_index(r.seq, index);
-            }
-            KIND_SNAPSHOT => {
-                let (index, term) = parse_point(&r.payload)?;
-                self.records.clear();
-                self.tail.clear();
-                self.tail_bytes = 0;
-                self.compacted = (index, term);
-                self.last_index = index;
-                self.wal.note_index(r.seq, index);
-            }
-            other => return Err(Error::Storage(format!("raft: unknown WAL record kind {other}"))),
-        }
-        Ok(())
     }
 
     /// True when nothing was ever written: the member must bootstrap its configuration.
@@ -359,27 +414,12 @@ impl RaftStorage {
         self.wal.append(kind, payload, index)
     }
 
-    /// Forgets the log from `first` on (a conflicting suffix): records starting there or later go, the one
-    /// holding `first - 1` keeps only what precedes `first`.
     fn truncate_from(&mut self, first: u64) {
-        if first > self.last_index {
-            return;
-        }
-        let _ = self.records.split_off(&first);
-        if let Some((&start, loc)) = self.records.iter_mut().next_back() {
-            loc.count = loc.count.min(first - start);
-        }
-        self.last_index = first - 1;
+        truncate_records(&mut self.records, &mut self.last_index, first);
     }
 
-    /// Forgets records all of whose entries are at or below `index`.
     fn drop_records_to(&mut self, index: u64) {
-        while let Some((&start, loc)) = self.records.iter().next() {
-            if start + loc.count - 1 > index {
-                break;
-            }
-            self.records.remove(&start);
-        }
+        drop_records_through(&mut self.records, index);
     }
 
     /// Appends entries, first truncating any conflicting suffix (entries at or after the first new index).

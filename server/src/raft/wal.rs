@@ -54,11 +54,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// One record read back at open: its kind, where its payload lies, and the payload.
-pub struct Record {
+pub struct Record<'a> {
     pub kind: u8,
     pub seq: u64,
     pub offset: u64,
-    pub payload: Vec<u8>,
+    pub payload: &'a [u8],
 }
 
 struct Segment {
@@ -92,7 +92,7 @@ fn encode(kind: u8, payload: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The valid records of one segment's bytes, and where they end. `Err(offset)` at a damaged record.
-fn parse(data: &[u8], seq: u64) -> (Vec<Record>, usize, Option<usize>) {
+fn parse(data: &[u8], seq: u64) -> (Vec<Record<'_>>, usize, Option<usize>) {
     let mut out = Vec::new();
     let mut at = 0usize;
     loop {
@@ -110,15 +110,16 @@ fn parse(data: &[u8], seq: u64) -> (Vec<Record>, usize, Option<usize>) {
         if kind == 0 || hasher.finalize() != crc {
             return (out, at, Some(at));
         }
-        out.push(Record { kind, seq, offset: (at + HEADER) as u64, payload: payload.to_vec() });
+        out.push(Record { kind, seq, offset: (at + HEADER) as u64, payload });
         at += HEADER + len;
     }
 }
 
 impl Wal {
-    /// Opens the log in `dir` (created, with one empty segment, if missing) and returns every valid record
-    /// in order. A torn tail of the last segment is cut off (zeroed and synced).
-    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<Record>)> {
+    /// Opens the log in `dir` (created, with one empty segment, if missing) and hands every valid record, in
+    /// order, to `replay`, which returns the highest raft index the record mentions (0 for none). One
+    /// segment is in memory at a time. A torn tail of the last segment is cut off (zeroed and synced).
+    pub fn open(dir: &Path, segment_bytes: u64, replay: &mut dyn FnMut(Record<'_>) -> Result<u64>) -> Result<Wal> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let mut seqs = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -135,9 +136,8 @@ impl Wal {
         let mut wal = Wal { dir: dir.to_path_buf(), segment_bytes, segments: Vec::new(), write_at: 0 };
         if seqs.is_empty() {
             wal.create_segment(1)?;
-            return Ok((wal, Vec::new()));
+            return Ok(wal);
         }
-        let mut records = Vec::new();
         let last = seqs.len() - 1;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_name(seq));
@@ -159,13 +159,16 @@ impl Wal {
                     file.sync_data().map_err(|e| io_err(&path, e))?;
                 }
             }
-            records.extend(found);
+            let mut max_index = 0;
+            for r in found {
+                max_index = max_index.max(replay(r)?);
+            }
             if i == last {
                 wal.write_at = end as u64;
             }
-            wal.segments.push(Segment { seq, file, max_index: 0 });
+            wal.segments.push(Segment { seq, file, max_index });
         }
-        Ok((wal, records))
+        Ok(wal)
     }
 
     /// Creates segment `seq`, preallocated, under a temporary name first; it becomes the current one.
@@ -223,13 +226,6 @@ impl Wal {
     pub fn sync(&self) -> Result<()> {
         let seg = self.current();
         seg.file.sync_data().map_err(|e| io_err(&self.dir.join(segment_name(seg.seq)), e))
-    }
-
-    /// Records that segment `seq` mentions raft index `index` (used while replaying at open).
-    pub fn note_index(&mut self, seq: u64, index: u64) {
-        if let Some(s) = self.segments.iter_mut().find(|s| s.seq == seq) {
-            s.max_index = s.max_index.max(index);
-        }
     }
 
     /// Reads `len` payload bytes at `offset` of segment `seq`.
@@ -290,14 +286,24 @@ fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn open(dir: &Path, segment_bytes: u64) -> (Wal, Vec<(u8, Vec<u8>)>) {
+        let mut found = Vec::new();
+        let w = Wal::open(dir, segment_bytes, &mut |r| {
+            found.push((r.kind, r.payload.to_vec()));
+            Ok(0)
+        })
+        .unwrap();
+        (w, found)
+    }
+
     fn records(dir: &Path) -> Vec<(u8, Vec<u8>)> {
-        Wal::open(dir, 1 << 16).unwrap().1.into_iter().map(|r| (r.kind, r.payload)).collect()
+        open(dir, 1 << 16).1
     }
 
     #[test]
     fn records_survive_reopen_and_cuts() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, found) = Wal::open(dir.path(), 256).unwrap();
+        let (mut w, found) = open(dir.path(), 256);
         assert!(found.is_empty());
         let mut want = Vec::new();
         for i in 0..40u8 {
@@ -319,7 +325,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_at_every_byte() {
         let base = tempfile::tempdir().unwrap();
-        let (mut w, _) = Wal::open(base.path(), 4096).unwrap();
+        let (mut w, _) = open(base.path(), 4096);
         w.append(1, b"first record", 1).unwrap();
         w.append(2, b"second", 2).unwrap();
         w.sync().unwrap();
@@ -339,7 +345,7 @@ mod tests {
                 let got = records(dir.path());
                 let complete = cut == last.len() && !flip;
                 assert_eq!(got.len(), if complete { 3 } else { 2 }, "cut {cut} flip {flip}");
-                let (mut w, _) = Wal::open(dir.path(), 4096).unwrap();
+                let (mut w, _) = open(dir.path(), 4096);
                 w.append(4, b"after", 5).unwrap();
                 w.sync().unwrap();
                 drop(w);
@@ -353,7 +359,7 @@ mod tests {
     #[test]
     fn damage_before_the_last_segment_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = Wal::open(dir.path(), 64).unwrap();
+        let (mut w, _) = open(dir.path(), 64);
         w.append(1, &[1; 40], 1).unwrap();
         w.cut().unwrap();
         w.append(1, &[2; 40], 2).unwrap();
@@ -363,13 +369,13 @@ mod tests {
         let mut data = std::fs::read(&first).unwrap();
         data[HEADER + 3] ^= 1;
         std::fs::write(&first, data).unwrap();
-        assert!(Wal::open(dir.path(), 64).is_err());
+        assert!(Wal::open(dir.path(), 64, &mut |_| Ok(0)).is_err());
     }
 
     #[test]
     fn old_segments_go_once_their_indexes_are_compacted() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = Wal::open(dir.path(), 64).unwrap();
+        let (mut w, _) = open(dir.path(), 64);
         for i in 1..=6u64 {
             w.append(1, &[i as u8; 40], i * 10).unwrap();
             w.cut().unwrap();
