@@ -271,6 +271,11 @@ struct PeerWorker {
     rejected_by: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
+/// Longest wait between two attempts to reach a peer that is down. A restarted member hears from the leader
+/// (and can serve linearizable requests) only once the leader reconnects, so this bounds how long a restart
+/// takes; an attempt on a refused port costs next to nothing (etcd's stream readers retry every 100 ms).
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
+
 impl PeerWorker {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = Duration::from_millis(50);
@@ -295,7 +300,7 @@ impl PeerWorker {
                 Err(_) => {
                     self.unreachable(&mut rx);
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
                     continue;
                 }
             };
