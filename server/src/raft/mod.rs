@@ -1,7 +1,8 @@
-//! Consensus: the raft-rs RawNode driven by a Ready loop on its own thread, its sled-backed log, and the
+//! Consensus: the raft-rs RawNode driven by a Ready loop on its own thread, its log in write-ahead files, and the
 //! handle through which the async services propose writes and linearizable reads.
 
 pub mod handle;
+mod log_migration;
 pub mod logger;
 pub mod node;
 pub mod proposal;
