@@ -165,7 +165,7 @@ pub fn open_active<T>(data_dir: &Path, open: impl FnOnce(&Path) -> Result<T>) ->
     Ok((path, opened))
 }
 
-/// Opens a member database the way a running member does (large cache; flushed only at raft's fsync point).
+/// Opens a member database the way a running member does (large cache; synced only before the raft log is cut).
 pub fn open_member_db(dir: &Path) -> Result<sled::Db> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     Ok(sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(None).open()?)
