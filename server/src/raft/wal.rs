@@ -154,7 +154,8 @@ impl Wal {
                 // Zero everything after the last valid record that is not zero already.
                 let garbage_end = data.iter().rposition(|&b| b != 0).map_or(end, |p| p + 1);
                 if garbage_end > end {
-                    tracing::warn!(segment = %path.display(), offset = end, "cutting off a torn record at the end of the raft log");
+                    let segment = path.display();
+                    tracing::warn!(%segment, offset = end, "cutting off a torn record at the end of the raft log");
                     file.write_all_at(&vec![0u8; garbage_end - end], end as u64).map_err(|e| io_err(&path, e))?;
                     file.sync_data().map_err(|e| io_err(&path, e))?;
                 }
