@@ -4,9 +4,11 @@
 //! `fsync` at all: the data reaches the device, but neither the device's write cache nor the file's size and
 //! block allocation are flushed, and values too large for a log segment ("blobs", above ~128 KiB, which
 //! includes big raft log records) go to files in `blobs/` that are never synced. That survives kill -9 but
-//! not a power failure or a kernel crash. Every place that promises durability — the Ready loop's fsync
-//! point above all — therefore calls [`DbFiles::sync`]: sled's flush, then `fdatasync` of the database file
-//! and of every blob file not synced before, and `fsync` of `blobs/` when it gained entries.
+//! not a power failure or a kernel crash. Every place that promises sled's contents are durable — before
+//! the raft log is cut (`RaftStorage::sync_state`), at shutdown, after a defragmentation or a restore —
+//! therefore calls [`DbFiles::sync`]: sled's flush, then `fdatasync` of the database file and of every blob
+//! file not synced before, and `fsync` of `blobs/` when it gained entries. (The per-write fsync point is
+//! the raft WAL's, see `raft/wal.rs`.)
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -76,7 +78,7 @@ impl DbFiles {
             present.insert(name);
         }
         if gained {
-            File::open(&blob_dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&blob_dir, e))?;
+            crate::db_dir::sync_dir(&blob_dir)?;
         }
         self.synced_blobs = present;
         Ok(())
@@ -87,13 +89,11 @@ impl DbFiles {
 /// that write a database once (restore, offline defragmentation) and must leave it durable.
 pub fn sync_all(db: &sled::Db, dir: &Path) -> Result<()> {
     DbFiles::new(dir).sync(db)?;
-    for name in ["conf", ""] {
-        let path = dir.join(name);
-        if path.exists() {
-            File::open(&path).and_then(|f| f.sync_all()).map_err(|e| io_err(&path, e))?;
-        }
+    let conf = dir.join("conf");
+    if conf.exists() {
+        File::open(&conf).and_then(|f| f.sync_all()).map_err(|e| io_err(&conf, e))?;
     }
-    Ok(())
+    crate::db_dir::sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub(super) fn convert_sled_log(tree: &sled::Tree, wal_dir: &Path) -> Result<bool
     drop(w);
     std::fs::rename(&tmp, wal_dir).map_err(|e| Error::Storage(format!("{}: {e}", wal_dir.display())))?;
     if let Some(parent) = wal_dir.parent() {
-        wal::sync_dir(parent)?;
+        crate::db_dir::sync_dir(parent)?;
     }
     tracing::info!(entries = entries.len(), wal = %wal_dir.display(), "raft log moved from sled to the WAL");
     Ok(true)

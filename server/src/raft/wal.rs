@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::db_dir::sync_dir;
 use crate::error::{Error, Result};
 
 /// Bytes each new segment is preallocated to; a segment is cut when the next record would cross it.
@@ -46,11 +47,6 @@ fn segment_name(seq: u64) -> String {
 fn parse_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(SUFFIX)?;
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok()).flatten()
-}
-
-/// fsyncs a directory, so that files created, renamed or removed in it stay so.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
 }
 
 /// One record read back at open: its kind, where its payload lies, and the payload.
