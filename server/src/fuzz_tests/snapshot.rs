@@ -6,7 +6,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use crate::error::Error;
-use crate::mvcc::{META_COMPACT_REV, META_REV};
+use crate::mvcc::{META_COMPACT_REV, META_REV, META_STATE};
 use crate::snapshot::{restore, RestoreOptions, SnapshotReader, SnapshotWriter};
 
 fn read_all(bytes: &[u8]) -> crate::error::Result<usize> {
@@ -20,10 +20,13 @@ fn read_all(bytes: &[u8]) -> crate::error::Result<usize> {
 }
 
 fn records() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
-    let meta = prop_oneof![Just(META_REV.to_vec()), Just(META_COMPACT_REV.to_vec())];
+    let meta = prop_oneof![Just(META_REV.to_vec()), Just(META_COMPACT_REV.to_vec()), Just(META_STATE.to_vec())];
     let key = prop_oneof![meta, prop::collection::vec(any::<u8>(), 0..8)];
-    let value =
-        prop_oneof![any::<i64>().prop_map(|v| v.to_be_bytes().to_vec()), prop::collection::vec(any::<u8>(), 0..16)];
+    let value = prop_oneof![
+        any::<i64>().prop_map(|v| v.to_be_bytes().to_vec()),
+        prop::collection::vec(any::<u8>(), 0..16),
+        prop::collection::vec(any::<u8>(), 32..=32),
+    ];
     prop::collection::vec((key, value), 0..8)
 }
 

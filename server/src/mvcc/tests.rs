@@ -271,6 +271,46 @@ fn corrupt_data_is_a_storage_error_not_a_panic() {
     assert!(matches!(s.range(&rreq(b"d", b"\0", 2)), Err(Error::Storage(_))));
     tree.insert(b"r\0\0\0\0\0\0\0\x02", &b"x"[..]).unwrap(); // a log key without its sub revision
     assert!(matches!(s.events(0, 0, b"\0", b"\0", 0), Err(Error::Storage(_))));
+    let state = tree.get(super::META_STATE).unwrap().unwrap();
+    tree.insert(super::META_STATE, &b"x"[..]).unwrap();
+    assert!(matches!(Store::open(tree.clone()), Err(Error::Storage(_))));
+    // The layout of earlier builds is checked as strictly.
+    tree.remove(super::META_STATE).unwrap();
     tree.insert(b"mrev", &b"x"[..]).unwrap();
     assert!(matches!(Store::open(tree.clone()), Err(Error::Storage(_))));
+    tree.insert(super::META_STATE, state).unwrap();
+    assert!(Store::open(tree.clone()).is_ok(), "mstate decides once it is there");
+}
+
+/// A store written by an earlier build keeps its applied index, revision and counters in four keys. It opens
+/// with the same values, and its first commit writes them as one value and removes the four.
+#[test]
+fn commit_state_of_earlier_builds_is_read_then_replaced() {
+    use super::{CommitState, META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, META_STATE};
+    let (s, _db) = new_store();
+    put(&s, "a", "1");
+    put(&s, "b", "2");
+    del(&s, "a", "");
+    let tree = s.tree();
+    let before = CommitState::decode(&tree.get(META_STATE).unwrap().unwrap()).unwrap();
+    assert_eq!((before.applied_index, before.revision, before.key_count), (3, 4, 1));
+    assert!(before.size_written > 0);
+    // Rewrite it in the old layout.
+    tree.remove(META_STATE).unwrap();
+    tree.insert(META_APPLIED_INDEX, &before.applied_index.to_be_bytes()).unwrap();
+    tree.insert(META_REV, &before.revision.to_be_bytes()).unwrap();
+    tree.insert(META_KEY_COUNT, &before.key_count.to_be_bytes()).unwrap();
+    tree.insert(META_SIZE_WRITTEN, &before.size_written.to_be_bytes()).unwrap();
+    let old = Store::open(tree.clone()).unwrap();
+    assert_eq!((old.applied_index(), old.current_revision(), old.key_count().unwrap()), (3, 4, 1));
+    assert_eq!(old.size_on_disk(), s.size_on_disk());
+    assert_eq!(put(&old, "c", "3"), 5);
+    for k in [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN] {
+        assert!(!tree.contains_key(k).unwrap(), "{} is left", String::from_utf8_lossy(k));
+    }
+    let after = CommitState::decode(&tree.get(META_STATE).unwrap().unwrap()).unwrap();
+    assert_eq!((after.applied_index, after.revision, after.key_count), (4, 5, 2));
+    assert!(after.size_written > before.size_written);
+    let reopened = Store::open(tree).unwrap();
+    assert_eq!((reopened.applied_index(), reopened.current_revision(), reopened.key_count().unwrap()), (4, 5, 2));
 }

@@ -10,12 +10,11 @@ use raftcd_proto::etcdserverpb::{
 };
 use raftcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
-use super::key_index::{decode_kv, encode_record, history_key, tombstone_kv, KeyRange, Kind};
+use super::key_index::{decode_kv, history_key, tombstone_kv, KeyRange, Kind};
 use super::revision::Revision;
 use super::store::{build_range, scan_at, scan_latest};
 use super::{
-    ext_key, header, kv_key, lease_key, rev_key, Store, META_APPLIED_INDEX, META_COMPACT_REV, META_KEY_COUNT, META_REV,
-    META_SIZE_WRITTEN,
+    ext_key, header, kv_key, lease_key, rev_key, CommitState, Store, LEGACY_STATE_KEYS, META_COMPACT_REV, META_STATE,
 };
 use crate::error::{Error, Result};
 
@@ -37,9 +36,8 @@ pub struct WriteTxn<'a> {
     pub(crate) store: &'a Store,
     index: u64,
     lease_exists: &'a dyn Fn(i64) -> bool,
-    /// The store revision when the transaction began.
-    start_rev: i64,
-    /// The revision before the current entry (`start_rev` unless entries were grouped, see `next_entry`).
+    /// The revision before the current entry (the store's when the transaction began, unless entries were
+    /// grouped: see `next_entry`).
     base_rev: i64,
     /// Full tree keys -> new value, or None for a removal.
     pub(crate) overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -61,7 +59,6 @@ impl Store {
             store: self,
             index,
             lease_exists,
-            start_rev: self.current_revision(),
             base_rev: self.current_revision(),
             overlay: BTreeMap::new(),
             events: Vec::new(),
@@ -173,17 +170,15 @@ impl<'a> WriteTxn<'a> {
                 None => batch.remove(k),
             }
         }
-        batch.insert(META_APPLIED_INDEX, &self.index.to_be_bytes());
-        if revision != self.start_rev {
-            batch.insert(META_REV, &revision.to_be_bytes());
-        }
         let key_count = inner.key_count.load(SeqCst) + self.key_delta;
-        if self.key_delta != 0 {
-            batch.insert(META_KEY_COUNT, &key_count.to_be_bytes());
-        }
         let size = inner.size_written.load(SeqCst) + self.size_delta;
-        if self.size_delta != 0 {
-            batch.insert(META_SIZE_WRITTEN, &size.to_be_bytes());
+        let state = CommitState { applied_index: self.index, revision, key_count, size_written: size };
+        batch.insert(META_STATE, &state.encode());
+        let legacy_state = inner.legacy_state.load(SeqCst);
+        if legacy_state {
+            for k in LEGACY_STATE_KEYS {
+                batch.remove(k);
+            }
         }
         // Seqlock: odd while the batch goes in; the revision is published before it turns even again, so a
         // reader that saw the same even value before and after its scan saw exactly `current_rev`.
@@ -198,6 +193,9 @@ impl<'a> WriteTxn<'a> {
             inner.applied_index.store(self.index, SeqCst);
             inner.key_count.store(key_count, SeqCst);
             inner.size_written.store(size, SeqCst);
+            if legacy_state {
+                inner.legacy_state.store(false, SeqCst);
+            }
         }
         fence(SeqCst);
         inner.seq.fetch_add(1, SeqCst);
@@ -237,10 +235,13 @@ impl<'a> WriteTxn<'a> {
         rev
     }
 
-    /// Buffers the `h` record and `r` log entry of one change.
-    fn record(&mut self, key: &[u8], rev: Revision, kind: Kind, kv: &KeyValue) {
+    /// Buffers the `h` record and `r` log entry of one change; `kv` is the change's encoded KeyValue.
+    fn record(&mut self, key: &[u8], rev: Revision, kind: Kind, kv: &[u8]) {
         let h = history_key(key, rev);
-        let rec = encode_record(kind, kv);
+        // The record layout of `encode_record`, from the bytes the caller already encoded.
+        let mut rec = Vec::with_capacity(1 + kv.len());
+        rec.push(kind as u8);
+        rec.extend_from_slice(kv);
         self.size_delta += (h.len() + rec.len() + 17 + key.len()) as i64;
         self.set(h, Some(rec));
         self.set(rev_key(rev), Some(key.to_vec()));
@@ -276,8 +277,8 @@ impl<'a> WriteTxn<'a> {
                 self.key_delta += 1;
             }
         }
+        self.record(&req.key, rev, Kind::Put, &encoded);
         self.set(kv_key(&req.key), Some(encoded));
-        self.record(&req.key, rev, Kind::Put, &kv);
         if old_lease != lease {
             if old_lease != 0 {
                 self.set(lease_key(old_lease, &req.key), None);
@@ -304,7 +305,7 @@ impl<'a> WriteTxn<'a> {
             self.size_delta -= (1 + old.key.len() + old.encoded_len()) as i64;
             self.key_delta -= 1;
             self.set(kv_key(&old.key), None);
-            self.record(&old.key, rev, Kind::Tombstone, &tomb);
+            self.record(&old.key, rev, Kind::Tombstone, &tomb.encode_to_vec());
             if old.lease != 0 {
                 self.size_delta -= (9 + old.key.len()) as i64;
                 self.set(lease_key(old.lease, &old.key), None);

@@ -10,6 +10,7 @@ use raftcd_proto::etcdserverpb::Member;
 
 use crate::error::{Error, Result};
 use crate::member::{cluster_id, encode_member, member_id, parse_initial_cluster};
+use crate::mvcc::CommitState;
 use crate::raft::storage::RaftStorage;
 use crate::snapshot::SnapshotReader;
 
@@ -40,18 +41,18 @@ pub fn status(path: &Path) -> Result<SnapshotStatus> {
     let f = File::open(path).map_err(|e| io_err(path, e))?;
     let mut r = SnapshotReader::new(BufReader::with_capacity(1 << 20, f))?;
     let mut hasher = crc32fast::Hasher::new();
-    let (mut revision, mut total_keys) = (1i64, 0u64);
+    let (mut state, mut total_keys) = (CommitState::default(), 0u64);
     while let Some((k, v)) = r.next_record()? {
         hasher.update(&k);
         hasher.update(&v);
         if k.first() == Some(&b'k') {
             total_keys += 1;
-        } else if k[..] == crate::mvcc::META_REV[..] {
-            revision = meta_i64(&v);
+        } else {
+            state.observe(&k, &v);
         }
     }
     r.finish(false)?;
-    Ok(SnapshotStatus { hash: hasher.finalize(), revision, total_keys, total_size })
+    Ok(SnapshotStatus { hash: hasher.finalize(), revision: state.revision, total_keys, total_size })
 }
 
 /// `snapshot status` output as etcdctl/etcdutl print it (`simple`, `json` or `table`).
@@ -167,7 +168,7 @@ pub fn restore(snapshot: &Path, opts: &RestoreOptions) -> Result<()> {
 }
 
 fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me: u64, cid: u64) -> Result<()> {
-    use crate::mvcc::{META_APPLIED_INDEX, META_COMPACT_REV, META_REV};
+    use crate::mvcc::{META_COMPACT_REV, META_STATE};
     // A new data dir: the default layout (no pointer file), which every opener resolves the same way.
     let db_path = crate::db_dir::active(&opts.data_dir)?;
     std::fs::create_dir_all(&db_path).map_err(|e| io_err(&db_path, e))?;
@@ -177,14 +178,15 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
     let f = File::open(snapshot).map_err(|e| io_err(snapshot, e))?;
     let mut r = SnapshotReader::new(BufReader::with_capacity(1 << 20, f))?;
     let mut batch = sled::Batch::default();
-    let (mut n, mut rev, mut compact) = (0usize, 1i64, 0i64);
+    let (mut n, mut commit, mut compact) = (0usize, CommitState::default(), 0i64);
     while let Some((k, v)) = r.next_record()? {
         // The old cluster's members and alarms do not carry over.
         if k.starts_with(b"xm") || k.starts_with(b"xr") || k.starts_with(b"xa") {
             continue;
         }
-        if k[..] == META_REV[..] {
-            rev = meta_i64(&v);
+        // Written once below, in the current layout, whichever layout the file has.
+        if commit.observe(&k, &v) {
+            continue;
         }
         if k[..] == META_COMPACT_REV[..] {
             compact = meta_i64(&v);
@@ -198,10 +200,10 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
     r.finish(opts.skip_hash_check)?;
     // Found by fuzzing: a hostile (or merely large) revision in the file plus --bump-revision overflowed,
     // a panic in debug builds and a negative revision in release ones.
+    let rev = commit.revision;
     let rev = i64::try_from(opts.bump_revision).ok().and_then(|b| rev.checked_add(b)).ok_or_else(|| {
         Error::InvalidArgument(format!("revision {rev} + --bump-revision {} is out of range", opts.bump_revision))
     })?;
-    batch.insert(META_REV, &rev.to_be_bytes());
     if opts.mark_compacted {
         batch.insert(META_COMPACT_REV, &rev.to_be_bytes());
     } else {
@@ -209,7 +211,7 @@ fn write_data_dir(snapshot: &Path, opts: &RestoreOptions, members: &[Member], me
     }
     // The log restarts after one index per member: the configuration below stands for those entries.
     let applied = members.len() as u64;
-    batch.insert(META_APPLIED_INDEX, &applied.to_be_bytes());
+    batch.insert(META_STATE, &CommitState { applied_index: applied, revision: rev, ..commit }.encode());
     for m in members {
         let mut key = b"xm".to_vec();
         key.extend_from_slice(&m.id.to_be_bytes());
@@ -302,6 +304,43 @@ mod tests {
             assert!(!o.data_dir.exists());
         }
         restore(&path, &opts(dir.path(), 0, false)).unwrap();
+    }
+
+    /// A backup taken by an earlier build (commit state in four keys) restores with its revision and key
+    /// count, into the current layout.
+    #[test]
+    fn restore_of_a_backup_in_the_earlier_layout() {
+        use crate::mvcc::{META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, META_STATE};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.snap");
+        let kv = raftcd_proto::mvccpb::KeyValue {
+            key: b"a".to_vec(),
+            value: b"1".to_vec(),
+            create_revision: 9,
+            mod_revision: 9,
+            version: 1,
+            lease: 0,
+        };
+        let mut w = crate::snapshot::SnapshotWriter::new(Vec::new(), 1, 1).unwrap();
+        w.record(&crate::mvcc::kv_key(b"a"), &prost::Message::encode_to_vec(&kv)).unwrap();
+        w.record(META_APPLIED_INDEX, &50u64.to_be_bytes()).unwrap();
+        w.record(META_KEY_COUNT, &1i64.to_be_bytes()).unwrap();
+        w.record(META_REV, &9i64.to_be_bytes()).unwrap();
+        w.record(META_SIZE_WRITTEN, &77i64.to_be_bytes()).unwrap();
+        std::fs::write(&path, w.finish().unwrap().0).unwrap();
+        assert_eq!((status(&path).unwrap().revision, status(&path).unwrap().total_keys), (9, 1));
+        let o = opts(dir.path(), 0, false);
+        restore(&path, &o).unwrap();
+        let db = sled::open(crate::db_dir::active(&o.data_dir).unwrap()).unwrap();
+        let tree = db.open_tree("state").unwrap();
+        for k in [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN] {
+            assert!(!tree.contains_key(k).unwrap());
+        }
+        assert!(tree.contains_key(META_STATE).unwrap());
+        let s = Store::open(tree).unwrap();
+        assert_eq!((s.current_revision(), s.key_count().unwrap(), s.applied_index(), s.size_on_disk()), (9, 1, 2, 77));
+        let all = RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() };
+        assert_eq!(s.range(&all).unwrap().kvs[0].value, b"1");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::mvcc::Store;
+use crate::mvcc::{CommitState, Store};
 use crate::snapshot::{SnapshotReader, SnapshotWriter};
 
 /// Records per sled batch while installing.
@@ -30,7 +30,7 @@ pub fn export(store: &Store, index: u64, term: u64, path: &Path) -> Result<u64> 
     let mut w = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), index, term)?;
     for kv in store.inner.tree().iter() {
         let (k, v) = kv?;
-        w.record(&k, &v)?;
+        CommitState::to_file(&k, &v, &mut |k, v| w.record(k, v))?;
     }
     let (buf, len) = w.finish()?;
     let file = buf.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
@@ -75,7 +75,7 @@ pub fn export_cut(store: &Store, cut: &Cut, path: &Path) -> Result<u64> {
     let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     let mut w = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), cut.index, cut.term)?;
     for (k, v) in &cut.small {
-        w.record(k, v)?;
+        CommitState::to_file(k, v, &mut |k, v| w.record(k, v))?;
     }
     // History at or below the cut, and the newest version of each key at the cut.
     let mut latest: Option<(Vec<u8>, Kind, raftcd_proto::mvccpb::KeyValue)> = None;
@@ -193,6 +193,54 @@ mod tests {
         assert_eq!(dst.range(&all).unwrap().count, 50);
         assert!(interrupted_install(&local).unwrap().is_none());
         assert_eq!(dst.hash_kv(0).unwrap(), src.hash_kv(0).unwrap());
+        assert_eq!((dst.key_count().unwrap(), dst.size_on_disk()), (50, src.size_on_disk()));
+    }
+
+    /// Snapshot files carry the commit state as the four keys every version reads (an older member may get
+    /// one from an upgraded leader); the member that installs one writes `mstate` at its next commit.
+    #[test]
+    fn snapshot_files_keep_the_commit_state_layout_older_members_read() {
+        use crate::mvcc::{META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, META_STATE};
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let src = Store::open(db.open_tree("a").unwrap()).unwrap();
+        let ok = |_: i64| true;
+        for i in 0..3u64 {
+            let mut t = src.begin(i + 1, &ok);
+            t.put(&PutRequest { key: format!("k{i}").into(), value: b"v".to_vec(), ..Default::default() }).unwrap();
+            t.commit().unwrap();
+        }
+        let cut = take_cut(&src, 2).unwrap();
+        for (name, write) in [("whole", true), ("cut", false)] {
+            let path = dir.path().join(format!("{name}.snap"));
+            if write {
+                export(&src, 3, 2, &path).unwrap();
+            } else {
+                export_cut(&src, &cut, &path).unwrap();
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let mut r = SnapshotReader::new(bytes.as_slice()).unwrap();
+            let mut keys = Vec::new();
+            while let Some((k, v)) = r.next_record().unwrap() {
+                if k[..] == META_REV[..] {
+                    assert_eq!(v[..], 4i64.to_be_bytes()[..]);
+                }
+                keys.push(k);
+            }
+            for k in [META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN] {
+                assert!(keys.iter().any(|x| x[..] == k[..]), "{name}: {} missing", String::from_utf8_lossy(k));
+            }
+            assert!(!keys.iter().any(|x| x[..] == META_STATE[..]), "{name}");
+
+            let dst = Store::open(db.open_tree(format!("dst-{name}")).unwrap()).unwrap();
+            install(&dst, &db.open_tree("local").unwrap(), &path).unwrap();
+            assert_eq!((dst.applied_index(), dst.current_revision(), dst.key_count().unwrap()), (3, 4, 3));
+            let mut t = dst.begin(4, &ok);
+            t.put(&PutRequest { key: b"k9".to_vec(), value: b"v".to_vec(), ..Default::default() }).unwrap();
+            t.commit().unwrap();
+            let tree = dst.tree();
+            assert!(tree.contains_key(META_STATE).unwrap() && !tree.contains_key(META_REV).unwrap(), "{name}");
+        }
     }
 
     #[test]
