@@ -1,7 +1,7 @@
 //! The cost of the apply path alone: puts of 256-byte values to random keys out of 100k, `PER` raft entries
 //! grouped per commit as the raft loop groups a Ready's entries, into a sled database configured as a member's.
 //!
-//! `cargo run --release -p raftcd --example apply_cost -- [COMMITS] [PER]` prints time per put. Shared
+//! `cargo run --release -p raftcd --example apply_cost -- [COMMITS] [PER] [WARM]` prints time per put. Shared
 //! machines are noisy; for a stable before/after, count instructions instead:
 //! `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/apply_cost 2000 12`
 //! (the `Collected` line). The bench/results files quote both.
@@ -20,7 +20,20 @@ fn main() {
     let mut x: u64 = 12345;
     let batches: u64 = std::env::args().nth(1).map(|a| a.parse().unwrap()).unwrap_or(20000);
     let per: u64 = std::env::args().nth(2).map(|a| a.parse().unwrap()).unwrap_or(12);
+    // Optional: load the first WARM keys first (1000 per commit), for steady-state numbers.
+    let warm: u64 = std::env::args().nth(3).map(|a| a.parse().unwrap()).unwrap_or(0);
     let mut idx = 0;
+    for chunk in 0..warm.div_ceil(1000) {
+        idx += 1;
+        let mut t = s.begin(idx, &ok);
+        for k in chunk * 1000..((chunk + 1) * 1000).min(warm) {
+            let key = format!("{k:08}").into_bytes();
+            t.put(&PutRequest { key, value: vec![1; 256], ..Default::default() }).unwrap();
+        }
+        t.commit().unwrap();
+    }
+    // With a warm-up, the puts update those keys (the steady state); without, they go to 100k keys.
+    let space = if warm > 0 { warm } else { 100_000 };
     let cpu0 = cpu();
     let t0 = Instant::now();
     for _ in 0..batches {
@@ -30,7 +43,7 @@ fn main() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let key = format!("{:08}", x % 100_000).into_bytes();
+            let key = format!("{:08}", x % space).into_bytes();
             t.put(&PutRequest { key, value: vec![j as u8; 256], ..Default::default() }).unwrap();
             if j + 1 < per {
                 idx += 1;
