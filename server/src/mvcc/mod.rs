@@ -69,6 +69,12 @@ pub const META_KEY_COUNT: &[u8] = b"mkey_count";
 /// Bytes written by the apply thread (estimate), and bytes freed by compaction: two single-writer counters.
 pub const META_SIZE_WRITTEN: &[u8] = b"msize_written";
 pub const META_SIZE_FREED: &[u8] = b"msize_freed";
+/// The store layout version, written by the first commit of a build that knows it. 1 (no mark): the commit
+/// state in four keys; 2: `mstate`. A build refuses to open a store marked with a format above its own, so
+/// that a downgrade past a format change stops with an error instead of misreading the data. Raise it with
+/// every change to what a tree holds.
+pub const STORE_FORMAT: u64 = 2;
+pub const META_FORMAT: &[u8] = b"mformat";
 /// The keys `mstate` replaced; the first commit on a store that still has them removes them.
 const LEGACY_STATE_KEYS: [&[u8]; 4] = [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN];
 
@@ -196,8 +202,9 @@ pub(crate) struct Inner {
     pub(crate) size_freed: AtomicI64,
     /// Serializes physical compaction runs.
     pub(crate) compact_lock: Mutex<()>,
-    /// The tree still has the commit-state keys of earlier builds; the next commit removes them.
-    pub(crate) legacy_state: AtomicBool,
+    /// The tree still has the commit-state keys of earlier builds, or no format mark: the next commit
+    /// removes those keys and writes the mark (see [`STORE_FORMAT`]).
+    pub(crate) upgrade_pending: AtomicBool,
 }
 
 impl Store {
@@ -205,6 +212,16 @@ impl Store {
     /// It resumes nothing itself: see [`Store::pending_compaction`].
     pub fn open(tree: impl Into<TreeRef>) -> Result<Store> {
         let tree = tree.into();
+        let format = match tree.get(META_FORMAT)? {
+            Some(v) => Some(u64::from_be_bytes(be8(&v)?)),
+            None => None,
+        };
+        if let Some(f) = format.filter(|&f| f > STORE_FORMAT) {
+            return Err(Error::Storage(format!(
+                "mvcc: the data is in store format {f}, newer than this build reads ({STORE_FORMAT}): run the newer \
+                 raftcd that wrote it"
+            )));
+        }
         let (state, legacy_state) = CommitState::load(&tree)?;
         let rev = state.revision;
         let compact_rev = get_i64(&tree, META_COMPACT_REV)?.unwrap_or(0);
@@ -223,7 +240,7 @@ impl Store {
                 size_written: AtomicI64::new(state.size_written),
                 size_freed: AtomicI64::new(get_i64(&tree, META_SIZE_FREED)?.unwrap_or(0)),
                 compact_lock: Mutex::new(()),
-                legacy_state: AtomicBool::new(legacy_state),
+                upgrade_pending: AtomicBool::new(legacy_state || format != Some(STORE_FORMAT)),
                 tree: RwLock::new(tree),
             }),
         })
@@ -243,7 +260,7 @@ impl Store {
         i.key_count.store(f.key_count.load(SeqCst), SeqCst);
         i.size_written.store(f.size_written.load(SeqCst), SeqCst);
         i.size_freed.store(f.size_freed.load(SeqCst), SeqCst);
-        i.legacy_state.store(f.legacy_state.load(SeqCst), SeqCst);
+        i.upgrade_pending.store(f.upgrade_pending.load(SeqCst), SeqCst);
         i.seq.fetch_add(1, SeqCst);
         Ok(())
     }

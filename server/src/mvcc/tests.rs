@@ -295,7 +295,9 @@ fn commit_state_of_earlier_builds_is_read_then_replaced() {
     let before = CommitState::decode(&tree.get(META_STATE).unwrap().unwrap()).unwrap();
     assert_eq!((before.applied_index, before.revision, before.key_count), (3, 4, 1));
     assert!(before.size_written > 0);
-    // Rewrite it in the old layout.
+    assert_eq!(tree.get(super::META_FORMAT).unwrap().unwrap()[..], super::STORE_FORMAT.to_be_bytes()[..]);
+    // Rewrite it in the old layout (which had no format mark).
+    tree.remove(super::META_FORMAT).unwrap();
     tree.remove(META_STATE).unwrap();
     tree.insert(META_APPLIED_INDEX, &before.applied_index.to_be_bytes()).unwrap();
     tree.insert(META_REV, &before.revision.to_be_bytes()).unwrap();
@@ -308,9 +310,26 @@ fn commit_state_of_earlier_builds_is_read_then_replaced() {
     for k in [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN] {
         assert!(!tree.contains_key(k).unwrap(), "{} is left", String::from_utf8_lossy(k));
     }
+    assert_eq!(tree.get(super::META_FORMAT).unwrap().unwrap()[..], 2u64.to_be_bytes()[..]);
     let after = CommitState::decode(&tree.get(META_STATE).unwrap().unwrap()).unwrap();
     assert_eq!((after.applied_index, after.revision, after.key_count), (4, 5, 2));
     assert!(after.size_written > before.size_written);
     let reopened = Store::open(tree).unwrap();
     assert_eq!((reopened.applied_index(), reopened.current_revision(), reopened.key_count().unwrap()), (4, 5, 2));
+}
+
+/// A store written by a newer build (a higher format mark) is refused with a clear error instead of being
+/// misread: a downgrade past a format change stops at start-up.
+#[test]
+fn a_store_in_a_newer_format_is_refused() {
+    let (s, _db) = new_store();
+    put(&s, "a", "1");
+    let tree = s.tree();
+    tree.insert(super::META_FORMAT, &3u64.to_be_bytes()).unwrap();
+    match Store::open(tree.clone()) {
+        Err(Error::Storage(m)) => assert!(m.contains("store format 3, newer than this build reads (2)"), "{m}"),
+        other => panic!("opened a newer format: {:?}", other.map(|s| s.current_revision())),
+    }
+    tree.insert(super::META_FORMAT, &2u64.to_be_bytes()).unwrap();
+    assert_eq!(Store::open(tree).unwrap().current_revision(), 2);
 }

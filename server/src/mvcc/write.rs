@@ -14,7 +14,8 @@ use super::key_index::{decode_kv, history_key, tombstone_kv, KeyRange, Kind};
 use super::revision::Revision;
 use super::store::{build_range, scan_at, scan_latest};
 use super::{
-    ext_key, header, kv_key, lease_key, rev_key, CommitState, Store, LEGACY_STATE_KEYS, META_COMPACT_REV, META_STATE,
+    ext_key, header, kv_key, lease_key, rev_key, CommitState, Store, LEGACY_STATE_KEYS, META_COMPACT_REV, META_FORMAT,
+    META_STATE, STORE_FORMAT,
 };
 use crate::error::{Error, Result};
 
@@ -174,11 +175,12 @@ impl<'a> WriteTxn<'a> {
         let size = inner.size_written.load(SeqCst) + self.size_delta;
         let state = CommitState { applied_index: self.index, revision, key_count, size_written: size };
         batch.insert(META_STATE, &state.encode());
-        let legacy_state = inner.legacy_state.load(SeqCst);
-        if legacy_state {
+        let upgrade = inner.upgrade_pending.load(SeqCst);
+        if upgrade {
             for k in LEGACY_STATE_KEYS {
                 batch.remove(k);
             }
+            batch.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes());
         }
         // Seqlock: odd while the batch goes in; the revision is published before it turns even again, so a
         // reader that saw the same even value before and after its scan saw exactly `current_rev`.
@@ -193,8 +195,8 @@ impl<'a> WriteTxn<'a> {
             inner.applied_index.store(self.index, SeqCst);
             inner.key_count.store(key_count, SeqCst);
             inner.size_written.store(size, SeqCst);
-            if legacy_state {
-                inner.legacy_state.store(false, SeqCst);
+            if upgrade {
+                inner.upgrade_pending.store(false, SeqCst);
             }
         }
         fence(SeqCst);
