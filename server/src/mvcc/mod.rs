@@ -18,6 +18,7 @@
 //! made unreachable by a compaction. Reads at the current revision scan `k`, guarded by a seqlock counter
 //! (odd while a commit's batch is going in) and redone through `h` when a commit overlapped them.
 
+mod commit_state;
 mod compaction;
 mod hash;
 pub mod key_index;
@@ -38,6 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use raftcd_proto::etcdserverpb::ResponseHeader;
 
+pub(crate) use commit_state::LEGACY_STATE_KEYS;
+pub use commit_state::{CommitState, EmitRecord, META_FORMAT, META_STATE, STORE_FORMAT};
 pub use key_index::KeyRange;
 pub use revision::Revision;
 pub use write::{Committed, WriteTxn};
@@ -58,9 +61,8 @@ pub(crate) const P_EXT: u8 = b'x';
 pub(crate) const P_LEASE: u8 = b'a';
 
 // Store meta values: `m | name`.
-/// What every commit changes, in ONE value (see [`CommitState`]).
-pub const META_STATE: &[u8] = b"mstate";
-// Before `mstate` (data dirs written by earlier builds), four keys held it; see [`CommitState::load`].
+// Before `mstate` (data dirs written by earlier builds), four keys held the commit state; see
+// [`CommitState::load`].
 pub const META_APPLIED_INDEX: &[u8] = b"mapplied_index";
 pub const META_REV: &[u8] = b"mrev";
 pub const META_COMPACT_REV: &[u8] = b"mcompact_rev";
@@ -69,115 +71,6 @@ pub const META_KEY_COUNT: &[u8] = b"mkey_count";
 /// Bytes written by the apply thread (estimate), and bytes freed by compaction: two single-writer counters.
 pub const META_SIZE_WRITTEN: &[u8] = b"msize_written";
 pub const META_SIZE_FREED: &[u8] = b"msize_freed";
-/// The store layout version, written by the first commit of a build that knows it. 1 (no mark): the commit
-/// state in four keys; 2: `mstate`. A build refuses to open a store marked with a format above its own, so
-/// that a downgrade past a format change stops with an error instead of misreading the data. Raise it with
-/// every change to what a tree holds.
-pub const STORE_FORMAT: u64 = 2;
-pub const META_FORMAT: &[u8] = b"mformat";
-/// The keys `mstate` replaced; the first commit on a store that still has them removes them.
-const LEGACY_STATE_KEYS: [&[u8]; 4] = [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN];
-
-/// Receives the records of a snapshot file: `(key, value)`.
-pub type EmitRecord<'e> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'e;
-
-/// The meta every commit writes, as one 32-byte value under `mstate`: applied index (u64), revision, live
-/// keys and bytes written (i64), big endian. One sled insert per commit instead of four: sled copies a tree
-/// node for each insert, and with one client a commit carries one put (three inserts of its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommitState {
-    pub applied_index: u64,
-    pub revision: i64,
-    pub key_count: i64,
-    pub size_written: i64,
-}
-
-impl Default for CommitState {
-    /// An empty store: revision 1, nothing applied.
-    fn default() -> Self {
-        CommitState { applied_index: 0, revision: 1, key_count: 0, size_written: 0 }
-    }
-}
-
-impl CommitState {
-    pub fn encode(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out[..8].copy_from_slice(&self.applied_index.to_be_bytes());
-        out[8..16].copy_from_slice(&self.revision.to_be_bytes());
-        out[16..24].copy_from_slice(&self.key_count.to_be_bytes());
-        out[24..].copy_from_slice(&self.size_written.to_be_bytes());
-        out
-    }
-
-    pub fn decode(v: &[u8]) -> Result<CommitState> {
-        if v.len() != 32 {
-            return Err(Error::Storage(format!("mvcc: commit state of {} bytes, expected 32", v.len())));
-        }
-        Ok(CommitState {
-            applied_index: u64::from_be_bytes(be8(&v[..8])?),
-            revision: i64::from_be_bytes(be8(&v[8..16])?),
-            key_count: i64::from_be_bytes(be8(&v[16..24])?),
-            size_written: i64::from_be_bytes(be8(&v[24..])?),
-        })
-    }
-
-    /// Reads the state from `mstate`, or from the four keys of earlier builds when `mstate` is absent. The
-    /// flag says whether any of those old keys is still there (to be removed by the next commit).
-    pub(crate) fn load(tree: &sled::Tree) -> Result<(CommitState, bool)> {
-        let mut legacy = false;
-        for k in LEGACY_STATE_KEYS {
-            legacy |= tree.contains_key(k)?;
-        }
-        if let Some(v) = tree.get(META_STATE)? {
-            return Ok((CommitState::decode(&v)?, legacy));
-        }
-        let applied_index = match tree.get(META_APPLIED_INDEX)? {
-            Some(v) => u64::from_be_bytes(be8(&v)?),
-            None => 0,
-        };
-        let state = CommitState {
-            applied_index,
-            revision: get_i64(tree, META_REV)?.unwrap_or(1),
-            key_count: get_i64(tree, META_KEY_COUNT)?.unwrap_or(0),
-            size_written: get_i64(tree, META_SIZE_WRITTEN)?.unwrap_or(0),
-        };
-        Ok((state, legacy))
-    }
-
-    /// Passes one tree record on to a snapshot file, with `mstate` written as the four keys of earlier
-    /// builds: snapshot files keep the layout every version reads, since an older member may receive one
-    /// from an upgraded leader during a rolling upgrade (and older tools restore backups). A store opened
-    /// from such a file converts at its first commit.
-    pub fn to_file(key: &[u8], value: &[u8], emit: &mut EmitRecord<'_>) -> Result<()> {
-        if key != META_STATE {
-            return emit(key, value);
-        }
-        let s = CommitState::decode(value)?;
-        emit(META_APPLIED_INDEX, &s.applied_index.to_be_bytes())?;
-        emit(META_KEY_COUNT, &s.key_count.to_be_bytes())?;
-        emit(META_REV, &s.revision.to_be_bytes())?;
-        emit(META_SIZE_WRITTEN, &s.size_written.to_be_bytes())
-    }
-
-    /// Folds one record of a snapshot file (a dump of the tree, either layout) into the state; true if the
-    /// record was part of it. Lenient: a malformed value counts as absent, as offline tools do elsewhere.
-    pub fn observe(&mut self, key: &[u8], value: &[u8]) -> bool {
-        let int = || value.try_into().map(i64::from_be_bytes).unwrap_or(0);
-        match key {
-            k if k == META_STATE => {
-                if let Ok(s) = CommitState::decode(value) {
-                    *self = s;
-                }
-            }
-            k if k == META_APPLIED_INDEX => self.applied_index = int() as u64,
-            k if k == META_REV => self.revision = int(),
-            k if k == META_KEY_COUNT => self.key_count = int(),
-            k if k == META_SIZE_WRITTEN => self.size_written = int(),
-            _ => return false,
-        }
-        true
-    }
-}
 
 /// The MVCC store. Cheap to clone (an `Arc` inside); share it between the apply thread and readers.
 #[derive(Clone)]
