@@ -171,6 +171,23 @@ pub fn open_member_db(dir: &Path) -> Result<sled::Db> {
     Ok(sled::Config::new().path(dir).cache_capacity(256 * 1024 * 1024).flush_every_ms(None).open()?)
 }
 
+/// Tests: opens a database that this process closed a moment ago. sled releases its file lock only when
+/// the last of its IO jobs has dropped its handle, which can be just after the `Db` itself was dropped, so
+/// an immediate reopen may find the lock still held; wait for it (up to 10 s) instead of failing.
+#[cfg(test)]
+pub(crate) fn reopen(path: impl AsRef<Path>) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path.as_ref()) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("{}: {e}", path.as_ref().display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

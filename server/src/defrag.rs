@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     fn fill(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let db = sled::open(dir.join("member").join("db")).unwrap();
+        let db = crate::db_dir::reopen(dir.join("member").join("db"));
         let t = db.open_tree("state").unwrap();
         for i in 0..2000u32 {
             t.insert(i.to_be_bytes(), vec![7u8; 2000]).unwrap();
@@ -198,7 +198,7 @@ mod tests {
         let active = db_dir::active(dir.path()).unwrap();
         assert_eq!(active, dir.path().join("member").join("db.1"));
         assert!(!dir.path().join("member").join("db").exists(), "the old database must go");
-        let db = sled::open(&active).unwrap();
+        let db = crate::db_dir::reopen(&active);
         let t = db.open_tree("state").unwrap();
         let got: Vec<_> = t.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         assert_eq!(got, live);
@@ -210,14 +210,14 @@ mod tests {
         // Again, from the pointer layout.
         defrag_data_dir(dir.path()).unwrap();
         assert_eq!(db_dir::active(dir.path()).unwrap(), dir.path().join("member").join("db.2"));
-        let db = sled::open(db_dir::active(dir.path()).unwrap()).unwrap();
+        let db = crate::db_dir::reopen(db_dir::active(dir.path()).unwrap());
         assert_eq!(db.open_tree("state").unwrap().len(), live.len());
     }
 
     #[test]
     fn refuses_an_open_data_dir_and_a_non_data_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let _open = sled::open(dir.path().join("member").join("db")).unwrap();
+        let _open = crate::db_dir::reopen(dir.path().join("member").join("db"));
         let err = defrag_data_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("in use"), "{err}");
         let empty = tempfile::tempdir().unwrap();
@@ -233,14 +233,14 @@ mod tests {
         std::fs::rename(&p.db, &p.old).unwrap();
         std::fs::create_dir_all(&p.done).unwrap();
         {
-            let old = sled::open(&p.old).unwrap();
-            let fresh = sled::open(&p.done).unwrap();
+            let old = crate::db_dir::reopen(&p.old);
+            let fresh = crate::db_dir::reopen(&p.done);
             fresh.import(old.export());
             fresh.flush().unwrap();
         }
         recover(dir.path()).unwrap();
         assert!(p.db.exists() && !p.old.exists() && !p.done.exists());
-        let db = sled::open(&p.db).unwrap();
+        let db = crate::db_dir::reopen(&p.db);
         assert_eq!(db.open_tree("state").unwrap().len(), live.len());
         drop(db);
         // Crash after db -> db.old with no complete copy: roll back.
@@ -248,6 +248,6 @@ mod tests {
         std::fs::create_dir_all(&p.tmp).unwrap();
         recover(dir.path()).unwrap();
         assert!(p.db.exists() && !p.old.exists() && !p.tmp.exists());
-        assert_eq!(sled::open(&p.db).unwrap().open_tree("state").unwrap().len(), live.len());
+        assert_eq!(crate::db_dir::reopen(&p.db).open_tree("state").unwrap().len(), live.len());
     }
 }

@@ -183,12 +183,12 @@ pub(crate) mod tests {
     fn a_retired_directory_goes_only_after_its_last_reader() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.1");
-        let gen = Generation::new(sled::open(&path).unwrap(), path.clone());
+        let gen = Generation::new(crate::db_dir::reopen(&path), path.clone());
         let reader = TreeRef::open(&gen, "state").unwrap();
         reader.insert("k", "v").unwrap();
         let live = LiveDb::new(gen);
         let other = dir.path().join("db.2");
-        let old = live.replace(Generation::new(sled::open(&other).unwrap(), other.clone()));
+        let old = live.replace(Generation::new(crate::db_dir::reopen(&other), other.clone()));
         old.retire();
         drop(old);
         assert!(path.exists(), "removed while a reader still uses it");

@@ -210,7 +210,7 @@ fn hash_depends_on_logical_state_only() {
 fn reopen_restores_revision_compaction_index_and_data() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::db_dir::reopen(dir.path());
         let s = Store::open(db.open_tree("state").unwrap()).unwrap();
         history(&s, Some(4), "3");
         apply(&s, |w| {
@@ -222,7 +222,7 @@ fn reopen_restores_revision_compaction_index_and_data() {
         assert_eq!(s.pending_compaction(), Some(4));
         db.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::db_dir::reopen(dir.path());
     let s = Store::open(db.open_tree("state").unwrap()).unwrap();
     assert_eq!((s.current_revision(), s.compact_revision(), s.applied_index()), (7, 4, 8));
     assert_eq!(s.pending_compaction(), Some(4));

@@ -12,7 +12,7 @@ fn entry(index: u64, term: u64) -> Entry {
 fn append_truncates_conflicts_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::db_dir::reopen(dir.path());
         let mut s = RaftStorage::open(&db, &dir.path().join("wal")).unwrap();
         assert!(s.is_empty());
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
@@ -23,7 +23,7 @@ fn append_truncates_conflicts_and_survives_reopen() {
         s.set_hard_state(&hs).unwrap();
         s.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::db_dir::reopen(dir.path());
     let s = RaftStorage::open(&db, &dir.path().join("wal")).unwrap();
     assert_eq!(s.last_index().unwrap(), 2);
     assert_eq!(s.hard_state().commit, 2);
@@ -51,7 +51,7 @@ fn compaction_moves_first_index_and_keeps_term() {
 #[test]
 fn tail_cache_matches_the_tree() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::db_dir::reopen(dir.path());
     let wal = dir.path().join("wal");
     let mut s = RaftStorage::open(&db, &wal).unwrap();
     let data = |i: u64| bytes::Bytes::from(vec![i as u8; (i % 7) as usize]);
@@ -90,7 +90,7 @@ fn a_log_kept_in_sled_moves_to_the_wal() {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("wal");
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::db_dir::reopen(dir.path());
             let tree = db.open_tree("raft").unwrap();
             if records {
                 let es: Vec<Entry> = (6..=40u64).map(|i| mk(i, 1 + i / 20)).collect();
@@ -113,7 +113,7 @@ fn a_log_kept_in_sled_moves_to_the_wal() {
             tree.insert(HARD_STATE, hs.write_to_bytes().unwrap()).unwrap();
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::db_dir::reopen(dir.path());
         let mut s = RaftStorage::open(&db, &wal).unwrap();
         for prefix in [&b"e"[..], b"b", b"hs", b"ci"] {
             assert_eq!(s.tree.scan_prefix(prefix).count(), 0, "{prefix:?} left in sled (records {records})");
@@ -142,7 +142,7 @@ fn a_log_kept_in_sled_moves_to_the_wal() {
 fn stale_sled_log_keys_next_to_a_wal_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let wal = dir.path().join("wal");
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::db_dir::reopen(dir.path());
     {
         let mut s = RaftStorage::open(&db, &wal).unwrap();
         s.append(&[entry(1, 1), entry(2, 1)]).unwrap();
@@ -163,7 +163,7 @@ fn stale_sled_log_keys_next_to_a_wal_are_dropped() {
 fn segments_are_cut_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let wal = dir.path().join("wal");
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::db_dir::reopen(dir.path());
     let gen = Generation::detached(db.clone());
     let mut s = RaftStorage::open_sized(&gen, &wal, 2048).unwrap();
     let mk = |i: u64| Entry { index: i, term: 2, data: vec![i as u8; 100].into(), ..Default::default() };
@@ -204,7 +204,7 @@ fn segments_are_cut_and_removed() {
 #[test]
 fn records_agree_with_a_model() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::db_dir::reopen(dir.path());
     let wal = dir.path().join("wal");
     let mut s = RaftStorage::open_sized(&Generation::detached(db.clone()), &wal, 4096).unwrap();
     let mk = |i: u64, t: u64| Entry { index: i, term: t, data: vec![(i * t) as u8; 5].into(), ..Default::default() };

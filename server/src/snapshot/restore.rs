@@ -274,7 +274,7 @@ mod tests {
         assert_eq!((st.revision, st.total_keys), (11, 10));
         let o = opts(dir.path(), 100, true);
         restore(&snap, &o).unwrap();
-        let db = sled::open(crate::db_dir::active(&o.data_dir).unwrap()).unwrap();
+        let db = crate::db_dir::reopen(crate::db_dir::active(&o.data_dir).unwrap());
         let s = Store::open(db.open_tree("state").unwrap()).unwrap();
         assert_eq!(s.current_revision(), 111);
         assert_eq!(s.compact_revision(), 111);
@@ -331,7 +331,7 @@ mod tests {
         assert_eq!((status(&path).unwrap().revision, status(&path).unwrap().total_keys), (9, 1));
         let o = opts(dir.path(), 0, false);
         restore(&path, &o).unwrap();
-        let db = sled::open(crate::db_dir::active(&o.data_dir).unwrap()).unwrap();
+        let db = crate::db_dir::reopen(crate::db_dir::active(&o.data_dir).unwrap());
         let tree = db.open_tree("state").unwrap();
         for k in [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN] {
             assert!(!tree.contains_key(k).unwrap());
