@@ -169,16 +169,21 @@ mod tests {
     use super::*;
     use raftcd_proto::etcdserverpb::{PutRequest, RangeRequest};
 
+    /// Applies raft entry `index` to `s`: one put of `key` = `value`.
+    fn put_at(s: &Store, index: u64, key: &str, value: &str) {
+        let ok = |_: i64| true;
+        let mut t = s.begin(index, &ok);
+        t.put(&PutRequest { key: key.into(), value: value.into(), ..Default::default() }).unwrap();
+        t.commit().unwrap();
+    }
+
     #[test]
     fn export_install_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let src = Store::open(db.open_tree("a").unwrap()).unwrap();
-        let ok = |_: i64| true;
         for i in 0..50u64 {
-            let mut t = src.begin(i + 1, &ok);
-            t.put(&PutRequest { key: format!("k{i}").into(), value: b"v".to_vec(), ..Default::default() }).unwrap();
-            t.commit().unwrap();
+            put_at(&src, i + 1, &format!("k{i}"), "v");
         }
         let path = dir.path().join("s.snap");
         export(&src, 50, 3, &path).unwrap();
@@ -204,11 +209,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let src = Store::open(db.open_tree("a").unwrap()).unwrap();
-        let ok = |_: i64| true;
         for i in 0..3u64 {
-            let mut t = src.begin(i + 1, &ok);
-            t.put(&PutRequest { key: format!("k{i}").into(), value: b"v".to_vec(), ..Default::default() }).unwrap();
-            t.commit().unwrap();
+            put_at(&src, i + 1, &format!("k{i}"), "v");
         }
         let cut = take_cut(&src, 2).unwrap();
         for (name, write) in [("whole", true), ("cut", false)] {
@@ -235,9 +237,7 @@ mod tests {
             let dst = Store::open(db.open_tree(format!("dst-{name}")).unwrap()).unwrap();
             install(&dst, &db.open_tree("local").unwrap(), &path).unwrap();
             assert_eq!((dst.applied_index(), dst.current_revision(), dst.key_count().unwrap()), (3, 4, 3));
-            let mut t = dst.begin(4, &ok);
-            t.put(&PutRequest { key: b"k9".to_vec(), value: b"v".to_vec(), ..Default::default() }).unwrap();
-            t.commit().unwrap();
+            put_at(&dst, 4, "k9", "v");
             let tree = dst.tree();
             assert!(tree.contains_key(META_STATE).unwrap() && !tree.contains_key(META_REV).unwrap(), "{name}");
         }
@@ -248,14 +248,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let src = Store::open(db.open_tree("a").unwrap()).unwrap();
-        let ok = |_: i64| true;
-        let put = |s: &Store, i: u64, k: &str, v: &str| {
-            let mut t = s.begin(i, &ok);
-            t.put(&PutRequest { key: k.into(), value: v.into(), lease: 0, ..Default::default() }).unwrap();
-            t.commit().unwrap();
-        };
         for i in 1..=20u64 {
-            put(&src, i, &format!("k{}", i % 7), &format!("v{i}"));
+            put_at(&src, i, &format!("k{}", i % 7), &format!("v{i}"));
         }
         let cut = take_cut(&src, 2).unwrap();
         let expected = src.hash_kv(0).unwrap();
@@ -263,7 +257,7 @@ mod tests {
         let expected_range = src.range(&all).unwrap().kvs;
         // Writes after the cut must not show up in the export.
         for i in 21..=40u64 {
-            put(&src, i, &format!("k{}", i % 11), "later");
+            put_at(&src, i, &format!("k{}", i % 11), "later");
         }
         let path = dir.path().join("cut.snap");
         export_cut(&src, &cut, &path).unwrap();
@@ -280,10 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let src = Store::open(db.open_tree("a").unwrap()).unwrap();
-        let ok = |_: i64| true;
-        let mut t = src.begin(1, &ok);
-        t.put(&PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() }).unwrap();
-        t.commit().unwrap();
+        put_at(&src, 1, "k", "v");
         let path = dir.path().join("s.snap");
         export(&src, 1, 1, &path).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
