@@ -1,20 +1,25 @@
 //! The commit state: what every commit changes (applied index, revision, live keys, bytes written), kept
-//! as one value, how stores and snapshot files of earlier builds hold it, and the store-format mark.
+//! as one value, how stores and snapshot files of earlier builds hold it, the store-format mark, and the
+//! upgrade of a tree from an earlier format.
 
 use super::revision::be8;
-use super::{get_i64, META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN};
+use super::{get_i64, META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, P_LIVE_LEGACY};
 use crate::error::{Error, Result};
 
 /// What every commit changes, in ONE value (see [`CommitState`]).
 pub const META_STATE: &[u8] = b"mstate";
-/// The store layout version, written by the first commit of a build that knows it. 1 (no mark): the commit
-/// state in four keys; 2: `mstate`. A build refuses to open a store marked with a format above its own, so
-/// that a downgrade past a format change stops with an error instead of misreading the data. Raise it with
-/// every change to what a tree holds.
-pub const STORE_FORMAT: u64 = 2;
+/// The store layout version. 1 (no mark): the commit state in four keys, live values in `k`; 2: `mstate`;
+/// 3: no `k` (a key's newest `h` record is its live value). A build refuses to open a store marked with a
+/// format above its own, so that a downgrade past a format change stops with an error instead of
+/// misreading the data. Raise it with every change to what a tree holds.
+///
+/// Snapshot files have no mark and keep the layout of format 1 (`k` included), which every build installs.
+pub const STORE_FORMAT: u64 = 3;
 pub const META_FORMAT: &[u8] = b"mformat";
-/// The keys `mstate` replaced; the first commit on a store that still has them removes them.
+/// The keys `mstate` replaced.
 pub(crate) const LEGACY_STATE_KEYS: [&[u8]; 4] = [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN];
+/// Legacy live keys removed per batch while upgrading.
+const UPGRADE_BATCH: usize = 10_000;
 
 /// Receives the records of a snapshot file: `(key, value)`.
 pub type EmitRecord<'e> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'e;
@@ -60,7 +65,7 @@ impl CommitState {
     }
 
     /// Reads the state from `mstate`, or from the four keys of earlier builds when `mstate` is absent. The
-    /// flag says whether any of those old keys is still there (to be removed by the next commit).
+    /// flag says whether any of those old keys is still there.
     pub(crate) fn load(tree: &sled::Tree) -> Result<(CommitState, bool)> {
         let mut legacy = false;
         for k in LEGACY_STATE_KEYS {
@@ -83,10 +88,13 @@ impl CommitState {
     }
 
     /// Passes one tree record on to a snapshot file, with `mstate` written as the four keys of earlier
-    /// builds: snapshot files keep the layout every version reads, since an older member may receive one
-    /// from an upgraded leader during a rolling upgrade (and older tools restore backups). A store opened
-    /// from such a file converts at its first commit.
+    /// builds and no format mark: snapshot files keep the layout every version reads, since an older
+    /// member may receive one from an upgraded leader during a rolling upgrade (and older tools restore
+    /// backups). A store opened from such a file is upgraded by [`upgrade`].
     pub fn to_file(key: &[u8], value: &[u8], emit: &mut EmitRecord<'_>) -> Result<()> {
+        if key == META_FORMAT {
+            return Ok(());
+        }
         if key != META_STATE {
             return emit(key, value);
         }
@@ -115,4 +123,56 @@ impl CommitState {
         }
         true
     }
+}
+
+/// Brings `tree` to [`STORE_FORMAT`]; a no-op (two lookups) on a tree already there. Refuses a tree marked
+/// with a newer format.
+///
+/// From format 1 or 2: the commit state goes into `mstate` and the mark is written, in ONE batch, before
+/// anything else, so that a build of format 2 refuses the tree from then on instead of reading a partly
+/// converted one (builds of format 1 predate the mark; the README says not to downgrade past them). Then
+/// the legacy live keys `k` are removed in batches, each also taking their bytes off the size estimate.
+/// A crash in between leaves the mark and some `k` keys: the next open removes the rest.
+pub(crate) fn upgrade(tree: &sled::Tree) -> Result<()> {
+    let format = match tree.get(META_FORMAT)? {
+        Some(v) => Some(u64::from_be_bytes(be8(&v)?)),
+        None => None,
+    };
+    if let Some(f) = format.filter(|&f| f > STORE_FORMAT) {
+        return Err(Error::Storage(format!(
+            "mvcc: the data is in store format {f}, newer than this build reads ({STORE_FORMAT}): run the newer \
+             raftcd that wrote it"
+        )));
+    }
+    let live_legacy = || tree.range([P_LIVE_LEGACY]..[P_LIVE_LEGACY + 1]);
+    let (mut state, legacy_state) = CommitState::load(tree)?;
+    if format == Some(STORE_FORMAT) && !legacy_state && live_legacy().next().is_none() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for k in LEGACY_STATE_KEYS {
+        batch.remove(k);
+    }
+    batch.insert(META_STATE, &state.encode());
+    batch.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes());
+    tree.apply_batch(batch)?;
+    let mut removed = 0u64;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in live_legacy().take(UPGRADE_BATCH) {
+            let (k, v) = item?;
+            state.size_written -= (k.len() + v.len()) as i64;
+            batch.remove(k);
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        batch.insert(META_STATE, &state.encode());
+        tree.apply_batch(batch)?;
+        removed += n as u64;
+    }
+    tracing::info!(from = ?format, to = STORE_FORMAT, removed_live_copies = removed, "upgraded the store format");
+    Ok(())
 }

@@ -7,13 +7,14 @@
 //! at C stay so that a watcher starting exactly at C still sees its events (a DELETE whose tombstone was
 //! dropped is rebuilt from the log entry).
 //!
-//! Safe next to readers: a read at R >= C takes the newest record <= R in one reverse step, and a batch is
-//! atomic with respect to one step, so it finds either the record that stays or, for a dropped tombstone,
-//! nothing at all (the older versions go in the same batch). Safe next to commits: those only add
-//! records above the current revision >= C.
+//! Safe next to readers: a careful read at R >= C takes the newest record <= R in one reverse step, and a
+//! batch is atomic with respect to one step, so it finds either the record that stays or, for a dropped
+//! tombstone, nothing at all (the older versions go in the same batch). A streaming read can see a key's
+//! older records but not its tombstone; the store's seqlock, odd while a batch goes in, makes it redo
+//! the scan carefully. Safe next to commits: those only add records above the current revision >= C.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{fence, Ordering::SeqCst};
 use std::sync::PoisonError;
 
 use super::key_index::{self, history_prefix, record_kind, Kind};
@@ -87,7 +88,13 @@ impl Store {
         let total_freed = inner.size_freed.load(SeqCst) + freed;
         batch.insert(META_SIZE_FREED, &total_freed.to_be_bytes());
         batch.insert(META_COMPACT_DONE, &to.to_be_bytes());
-        tree.apply_batch(batch)?;
+        // Seqlock: odd while the batch goes in, so that streaming reads that overlapped it redo their scan.
+        inner.seq.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        let applied = tree.apply_batch(batch);
+        fence(SeqCst);
+        inner.seq.fetch_add(1, SeqCst);
+        applied?;
         inner.size_freed.store(total_freed, SeqCst);
         inner.compact_done.store(to, SeqCst);
         Ok(())

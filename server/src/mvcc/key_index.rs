@@ -18,7 +18,7 @@
 //! rev 3  put foo=b   h|foo|3|0 -> put       {create 2, mod 3, version 2, value "b"}
 //! rev 4  delete foo  h|foo|4|0 -> tombstone {mod 4}
 //! rev 5  put foo=c   h|foo|5|0 -> put       {create 5, mod 5, version 1, value "c"}
-//! and k|foo -> {create 5, mod 5, version 1, value "c"} (the latest live version, for reads at the current revision)
+//! the newest record, put@5, is foo's live value (reads at the current revision)
 //! ```
 //! A read at revision R takes the newest record whose main revision is <= R (one reverse seek from
 //! `h|foo|R+1|0`): if it is a put, that is the key's value at R; a tombstone or no record means absent.
@@ -39,7 +39,7 @@ use prost::Message;
 use raftcd_proto::mvccpb::KeyValue;
 
 use super::revision::{Revision, REVISION_LEN};
-use super::{P_HIST, P_KV};
+use super::P_HIST;
 use crate::error::{Error, Result};
 
 /// What a history record says about its key.
@@ -199,22 +199,6 @@ impl<'a> KeyRange<'a> {
         }
     }
 
-    /// `[lo, hi)` over the `k` keyspace, None when empty.
-    pub fn kv_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        let with = |k: &[u8]| [&[P_KV][..], k].concat();
-        match *self {
-            KeyRange::Single(key) => {
-                let lo = with(key);
-                let mut hi = lo.clone();
-                hi.push(0);
-                Some((lo, hi))
-            }
-            KeyRange::From(key) => Some((with(key), vec![P_KV + 1])),
-            KeyRange::Between(key, end) => Some((with(key), with(end))),
-            KeyRange::Empty => None,
-        }
-    }
-
     /// `[lo, hi)` over the `h` keyspace covering every record of every key in the range, None when empty.
     pub fn history_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
         match *self {
@@ -349,10 +333,7 @@ mod tests {
             for k in &ks {
                 let h = history_key(k, Revision::new(7, 3));
                 let in_h = range.history_bounds().is_some_and(|(lo, hi)| h >= lo && h < hi);
-                let kk = [&[P_KV][..], k].concat();
-                let in_k = range.kv_bounds().is_some_and(|(lo, hi)| kk >= lo && kk < hi);
                 assert_eq!(in_h, range.contains(k), "h {key:?}..{end:?} {k:?}");
-                assert_eq!(in_k, range.contains(k), "k {key:?}..{end:?} {k:?}");
             }
         }
         assert_eq!(KeyRange::new(b"b", b"a"), KeyRange::Empty);

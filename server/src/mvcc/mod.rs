@@ -3,26 +3,33 @@
 //!
 //! # Layout of the tree (the first byte partitions it)
 //! ```text
-//! k | userkey                      -> KeyValue of each LIVE key (reads at the current revision)
-//! h | esc(userkey) | main | sub    -> kind + KeyValue: every version, see key_index.rs
+//! h | esc(userkey) | main | sub    -> kind + KeyValue: every version, see key_index.rs; a key's newest
+//!                                     record is its live value (reads at any revision, see scan.rs)
 //! r | main | sub                   -> userkey: the revision log (watch catch-up, compaction)
 //! m | name                         -> meta: state (applied index, rev, key count, size), compact_rev, ...
 //! x | anything                     -> opaque space of other layers (leases, members, alarms)
 //! a | lease id (i64 BE) | userkey  -> empty: keys attached to each lease
 //! ```
 //! One raft entry = one [`WriteTxn`] = one `apply_batch`, which carries the entry's index with its data, so a
-//! crash never separates "applied" from "written".
+//! crash never separates "applied" from "written". A put is two inserts (`h`, `r`) plus the commit state.
+//!
+//! Store format 2 and earlier also kept `k | userkey -> KeyValue`, a second copy of each live value; sled
+//! copies a tree node per insert, so that copy cost a third of a put's inserts and half its bytes. Opening
+//! such a store removes it (see [`Store::open`]); snapshot files still carry it, for older members.
 //!
 //! # Concurrency
 //! One apply thread writes (`begin` .. `commit`); any thread reads; one compaction thread deletes history
-//! made unreachable by a compaction. Reads at the current revision scan `k`, guarded by a seqlock counter
-//! (odd while a commit's batch is going in) and redone through `h` when a commit overlapped them.
+//! made unreachable by a compaction. A read at revision R needs only records <= R, which commits never
+//! touch (they add records above the current revision). Compaction removes records <= R: a scan of many
+//! records is guarded by a seqlock counter (odd while a compaction batch goes in, or the tree is replaced)
+//! and redone one key at a time (each key one atomic reverse step) when the counter moved under it.
 
 mod commit_state;
 mod compaction;
 mod hash;
 pub mod key_index;
 pub mod revision;
+mod scan;
 mod store;
 mod txn;
 mod write;
@@ -30,16 +37,17 @@ mod write;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_format;
+#[cfg(test)]
 mod tests_history;
 #[cfg(test)]
 mod tests_write;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use raftcd_proto::etcdserverpb::ResponseHeader;
 
-pub(crate) use commit_state::LEGACY_STATE_KEYS;
 pub use commit_state::{CommitState, EmitRecord, META_FORMAT, META_STATE, STORE_FORMAT};
 pub use key_index::KeyRange;
 pub use revision::Revision;
@@ -49,8 +57,8 @@ use crate::error::{Error, Result};
 use crate::live_db::TreeRef;
 use revision::be8;
 
-/// Live keys: `k | userkey`.
-pub(crate) const P_KV: u8 = b'k';
+/// Live keys of store format 2 and earlier, and of snapshot files: `k | userkey` (see [`Store::open`]).
+pub(crate) const P_LIVE_LEGACY: u8 = b'k';
 /// History records: `h | esc(userkey) | rev`.
 pub(crate) const P_HIST: u8 = b'h';
 /// Revision log: `r | rev`.
@@ -88,34 +96,25 @@ pub(crate) struct Inner {
     /// The revision up to which physical compaction has finished.
     pub(crate) compact_done: AtomicI64,
     pub(crate) applied_index: AtomicU64,
-    /// Seqlock: odd while a commit's batch is being applied.
+    /// Seqlock: odd while records at or below the current revision are being removed or replaced (a
+    /// compaction batch, a tree switch, a reload); commits do not move it.
     pub(crate) seq: AtomicU64,
     pub(crate) key_count: AtomicI64,
     pub(crate) size_written: AtomicI64,
     pub(crate) size_freed: AtomicI64,
     /// Serializes physical compaction runs.
     pub(crate) compact_lock: Mutex<()>,
-    /// The tree still has the commit-state keys of earlier builds, or no format mark: the next commit
-    /// removes those keys and writes the mark (see [`STORE_FORMAT`]).
-    pub(crate) upgrade_pending: AtomicBool,
 }
 
 impl Store {
     /// Opens the store over `tree`, loading the revision, the compaction state and the applied index.
-    /// It resumes nothing itself: see [`Store::pending_compaction`].
+    /// A tree written by an earlier build (or installed from a snapshot file) is first brought to this
+    /// build's format, see [`commit_state::upgrade`]. It resumes nothing itself: see
+    /// [`Store::pending_compaction`].
     pub fn open(tree: impl Into<TreeRef>) -> Result<Store> {
         let tree = tree.into();
-        let format = match tree.get(META_FORMAT)? {
-            Some(v) => Some(u64::from_be_bytes(be8(&v)?)),
-            None => None,
-        };
-        if let Some(f) = format.filter(|&f| f > STORE_FORMAT) {
-            return Err(Error::Storage(format!(
-                "mvcc: the data is in store format {f}, newer than this build reads ({STORE_FORMAT}): run the newer \
-                 raftcd that wrote it"
-            )));
-        }
-        let (state, legacy_state) = CommitState::load(&tree)?;
+        commit_state::upgrade(&tree)?;
+        let (state, _) = CommitState::load(&tree)?;
         let rev = state.revision;
         let compact_rev = get_i64(&tree, META_COMPACT_REV)?.unwrap_or(0);
         let compact_done = get_i64(&tree, META_COMPACT_DONE)?.unwrap_or(0);
@@ -133,7 +132,6 @@ impl Store {
                 size_written: AtomicI64::new(state.size_written),
                 size_freed: AtomicI64::new(get_i64(&tree, META_SIZE_FREED)?.unwrap_or(0)),
                 compact_lock: Mutex::new(()),
-                upgrade_pending: AtomicBool::new(legacy_state || format != Some(STORE_FORMAT)),
                 tree: RwLock::new(tree),
             }),
         })
@@ -153,7 +151,6 @@ impl Store {
         i.key_count.store(f.key_count.load(SeqCst), SeqCst);
         i.size_written.store(f.size_written.load(SeqCst), SeqCst);
         i.size_freed.store(f.size_freed.load(SeqCst), SeqCst);
-        i.upgrade_pending.store(f.upgrade_pending.load(SeqCst), SeqCst);
         i.seq.fetch_add(1, SeqCst);
         Ok(())
     }
@@ -247,10 +244,6 @@ impl Inner {
 /// A response header carrying only the revision; the service layer fills the rest.
 pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
-}
-
-pub(crate) fn kv_key(key: &[u8]) -> Vec<u8> {
-    [&[P_KV][..], key].concat()
 }
 
 pub(crate) fn rev_key(rev: Revision) -> Vec<u8> {

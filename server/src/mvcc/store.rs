@@ -1,8 +1,5 @@
-//! Reads: Range at the current revision (the `k` fast path, guarded by the seqlock) or at an older one
-//! (through `h`), and the event log for watchers.
+//! Reads: Range at any revision (see scan.rs), and the event log for watchers.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::sync::atomic::{fence, Ordering::SeqCst};
 
 use raftcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -11,11 +8,9 @@ use raftcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
 use super::key_index::{self, decode_kv, decode_record, history_prefix, record_kind, KeyRange, Kind};
 use super::revision::Revision;
+use super::scan::{scan_at, scan_at_careful, Visit};
 use super::{header, rev_key, Store};
 use crate::error::{Error, Result};
-
-/// Visitor over the live keys of a range: `(user key, encoded KeyValue) -> keep going?`.
-pub(crate) type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
 
 impl Store {
     /// Serves a Range at `req.revision` (<= 0: the current revision). The header carries only the revision
@@ -32,17 +27,20 @@ impl Store {
         if rev < inner.compact_rev.load(SeqCst) {
             return Err(Error::Compacted);
         }
-        if rev == current && seq & 1 == 0 {
-            let resp = build_range(req, rev, &mut |visit| scan_latest(&inner.tree(), range, None, visit))?;
+        // Records <= rev never change under a commit; a compaction batch or a tree switch overlapping the
+        // streaming scan sends it through the careful path.
+        let mut resp = None;
+        if seq & 1 == 0 {
+            let streamed = build_range(req, rev, &mut |visit| scan_at(&inner.tree(), range, rev, visit))?;
             fence(SeqCst);
-            // No commit overlapped the scan: `k` showed exactly revision `current`.
             if inner.seq.load(SeqCst) == seq {
-                return Ok(resp);
+                resp = Some(streamed);
             }
         }
-        // `h` holds every revision <= current completely (the current revision is published only after its
-        // batch is in), and compaction removes nothing visible at revisions >= compact_rev.
-        let mut resp = build_range(req, rev, &mut |visit| scan_at(&inner.tree(), range, rev, visit))?;
+        let mut resp = match resp {
+            Some(r) => r,
+            None => build_range(req, rev, &mut |visit| scan_at_careful(&inner.tree(), range, rev, visit))?,
+        };
         if rev < inner.compact_rev.load(SeqCst) {
             // A compaction started under the scan and may have removed what it needed.
             return Err(Error::Compacted);
@@ -122,54 +120,6 @@ impl Store {
         } as i32;
         Ok(Event { r#type, kv: Some(kv), prev_kv })
     }
-}
-
-/// Visits the live keys of `range` at the latest revision, from `k` merged with a write transaction's
-/// not yet committed `overlay` (full tree keys -> Some(value) or None for a removal).
-pub(crate) fn scan_latest(
-    tree: &sled::Tree,
-    range: KeyRange<'_>,
-    overlay: Option<&BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-    visit: &mut Visit<'_>,
-) -> Result<()> {
-    let Some((lo, hi)) = range.kv_bounds() else {
-        return Ok(());
-    };
-    let mut tree_it = tree.range(lo.clone()..hi.clone());
-    let empty = BTreeMap::new();
-    let mut over_it = overlay.unwrap_or(&empty).range(lo..hi);
-    let mut t = tree_it.next().transpose()?;
-    let mut o = over_it.next();
-    loop {
-        let order = match (&t, &o) {
-            (None, None) => return Ok(()),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some((tk, _)), Some((ok, _))) => tk.as_ref().cmp(ok.as_slice()),
-        };
-        let more = match (order, &t, o) {
-            (Ordering::Less, Some((tk, tv)), _) => visit(&tk[1..], tv)?,
-            (_, _, Some((ok, Some(ov)))) => visit(&ok[1..], ov)?,
-            _ => true,
-        };
-        if !more {
-            return Ok(());
-        }
-        if order != Ordering::Greater {
-            t = tree_it.next().transpose()?;
-        }
-        if order != Ordering::Less {
-            o = over_it.next();
-        }
-    }
-}
-
-/// Visits the live keys of `range` as of revision `rev`, through the history.
-pub(crate) fn scan_at(tree: &sled::Tree, range: KeyRange<'_>, rev: i64, visit: &mut Visit<'_>) -> Result<()> {
-    key_index::for_each_at(tree, range, rev, &mut |_, key, _, rec| match record_kind(rec)? {
-        Kind::Put => visit(key, &rec[1..]),
-        Kind::Tombstone => Ok(true),
-    })
 }
 
 /// Builds a RangeResponse at `rev` from a scan of the live keys: count, filters, sort, limit, keys/count only.

@@ -10,7 +10,7 @@ use raftcd_proto::mvccpb::KeyValue;
 
 use super::header;
 use super::key_index::{decode_kv, KeyRange};
-use super::store::scan_latest;
+use super::scan::scan_latest;
 use super::write::WriteTxn;
 use crate::error::Result;
 
@@ -110,7 +110,7 @@ impl<'a> WriteTxn<'a> {
         let range = KeyRange::new(&c.key, &c.range_end);
         let mut any = false;
         let mut holds = true;
-        scan_latest(&self.store.inner.tree(), range, Some(&self.overlay), &mut |_, v| {
+        scan_latest(&self.store.inner.tree(), range, &self.overlay, &mut |_, v| {
             any = true;
             holds = compare_kv(c, &decode_kv(v)?);
             Ok(holds)

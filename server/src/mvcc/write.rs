@@ -10,13 +10,11 @@ use raftcd_proto::etcdserverpb::{
 };
 use raftcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
-use super::key_index::{decode_kv, history_key, tombstone_kv, KeyRange, Kind};
+use super::key_index::{decode_kv, history_key, history_prefix, record_kind, tombstone_kv, KeyRange, Kind};
 use super::revision::Revision;
-use super::store::{build_range, scan_at, scan_latest};
-use super::{
-    ext_key, header, kv_key, lease_key, rev_key, CommitState, Store, LEGACY_STATE_KEYS, META_COMPACT_REV, META_FORMAT,
-    META_STATE, STORE_FORMAT,
-};
+use super::scan::{newest_record, scan_at_careful, scan_latest};
+use super::store::build_range;
+use super::{ext_key, header, lease_key, rev_key, CommitState, Store, META_COMPACT_REV, META_STATE};
 use crate::error::{Error, Result};
 
 /// What one committed entry did.
@@ -92,9 +90,9 @@ impl<'a> WriteTxn<'a> {
         let tree = &self.store.inner.tree();
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut resp = if rev == current {
-            build_range(req, rev, &mut |visit| scan_latest(tree, range, Some(&self.overlay), visit))?
+            build_range(req, rev, &mut |visit| scan_latest(tree, range, &self.overlay, visit))?
         } else {
-            build_range(req, rev, &mut |visit| scan_at(tree, range, rev, visit))?
+            build_range(req, rev, &mut |visit| scan_at_careful(tree, range, rev, visit))?
         };
         resp.header = header(current);
         Ok(resp)
@@ -175,33 +173,17 @@ impl<'a> WriteTxn<'a> {
         let size = inner.size_written.load(SeqCst) + self.size_delta;
         let state = CommitState { applied_index: self.index, revision, key_count, size_written: size };
         batch.insert(META_STATE, &state.encode());
-        let upgrade = inner.upgrade_pending.load(SeqCst);
-        if upgrade {
-            for k in LEGACY_STATE_KEYS {
-                batch.remove(k);
-            }
-            batch.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes());
-        }
-        // Seqlock: odd while the batch goes in; the revision is published before it turns even again, so a
-        // reader that saw the same even value before and after its scan saw exactly `current_rev`.
-        inner.seq.fetch_add(1, SeqCst);
+        // The new records are all above the published revision, which moves only once they are in: readers
+        // at any published revision never see a partial batch.
+        inner.tree().apply_batch(batch)?;
         fence(SeqCst);
-        let applied = inner.tree().apply_batch(batch);
-        if applied.is_ok() {
-            inner.current_rev.store(revision, SeqCst);
-            if let Some(c) = self.compact {
-                inner.compact_rev.store(c, SeqCst);
-            }
-            inner.applied_index.store(self.index, SeqCst);
-            inner.key_count.store(key_count, SeqCst);
-            inner.size_written.store(size, SeqCst);
-            if upgrade {
-                inner.upgrade_pending.store(false, SeqCst);
-            }
+        inner.current_rev.store(revision, SeqCst);
+        if let Some(c) = self.compact {
+            inner.compact_rev.store(c, SeqCst);
         }
-        fence(SeqCst);
-        inner.seq.fetch_add(1, SeqCst);
-        applied?;
+        inner.applied_index.store(self.index, SeqCst);
+        inner.key_count.store(key_count, SeqCst);
+        inner.size_written.store(size, SeqCst);
         Ok(Committed { revision, events: self.events })
     }
 
@@ -220,14 +202,9 @@ impl<'a> WriteTxn<'a> {
 
     /// The live KeyValue of `key` as this transaction sees it.
     pub(crate) fn get_latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        let k = kv_key(key);
-        match self.overlay.get(&k) {
-            Some(Some(v)) => Ok(Some(decode_kv(v)?)),
-            Some(None) => Ok(None),
-            None => match self.store.inner.tree().get(&k)? {
-                Some(v) => Ok(Some(decode_kv(&v)?)),
-                None => Ok(None),
-            },
+        match newest_record(&self.store.inner.tree(), &self.overlay, &history_prefix(key))? {
+            Some(rec) if record_kind(&rec)? == Kind::Put => Ok(Some(decode_kv(&rec[1..])?)),
+            _ => Ok(None),
         }
     }
 
@@ -272,15 +249,10 @@ impl<'a> WriteTxn<'a> {
         let kv = KeyValue { key: req.key.clone(), create_revision, mod_revision: rev.main, version, value, lease };
         let encoded = kv.encode_to_vec();
         let old_lease = old.as_ref().map_or(0, |o| o.lease);
-        match &old {
-            Some(o) => self.size_delta += encoded.len() as i64 - o.encoded_len() as i64,
-            None => {
-                self.size_delta += (1 + req.key.len() + encoded.len()) as i64;
-                self.key_delta += 1;
-            }
+        if old.is_none() {
+            self.key_delta += 1;
         }
         self.record(&req.key, rev, Kind::Put, &encoded);
-        self.set(kv_key(&req.key), Some(encoded));
         if old_lease != lease {
             if old_lease != 0 {
                 self.set(lease_key(old_lease, &req.key), None);
@@ -297,16 +269,14 @@ impl<'a> WriteTxn<'a> {
     pub(crate) fn delete_inner(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut olds = Vec::new();
-        scan_latest(&self.store.inner.tree(), range, Some(&self.overlay), &mut |_, v| {
+        scan_latest(&self.store.inner.tree(), range, &self.overlay, &mut |_, v| {
             olds.push(decode_kv(v)?);
             Ok(true)
         })?;
         for old in &olds {
             let rev = self.next_revision();
             let tomb = tombstone_kv(&old.key, rev.main);
-            self.size_delta -= (1 + old.key.len() + old.encoded_len()) as i64;
             self.key_delta -= 1;
-            self.set(kv_key(&old.key), None);
             self.record(&old.key, rev, Kind::Tombstone, &tomb.encode_to_vec());
             if old.lease != 0 {
                 self.size_delta -= (9 + old.key.len()) as i64;

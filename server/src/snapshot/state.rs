@@ -10,7 +10,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::mvcc::{CommitState, Store};
+use crate::mvcc::{CommitState, Store, P_LIVE_LEGACY};
 use crate::snapshot::{SnapshotReader, SnapshotWriter};
 
 /// Records per sled batch while installing.
@@ -22,21 +22,11 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Storage(format!("{}: {e}", path.display()))
 }
 
-/// Writes the whole state tree at raft `index`/`term` to `path` (atomically: temp file, fsync, rename).
-/// Returns the file's size.
+/// Writes the whole state at raft `index`/`term` to `path` (atomically: temp file, fsync, rename), for a
+/// store nobody writes to. Returns the file's size.
 pub fn export(store: &Store, index: u64, term: u64, path: &Path) -> Result<u64> {
-    let tmp = path.with_extension("part");
-    let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    let mut w = SnapshotWriter::new(BufWriter::with_capacity(1 << 20, file), index, term)?;
-    for kv in store.inner.tree().iter() {
-        let (k, v) = kv?;
-        CommitState::to_file(&k, &v, &mut |k, v| w.record(k, v))?;
-    }
-    let (buf, len) = w.finish()?;
-    let file = buf.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    Ok(len)
+    let cut = Cut { index, ..take_cut(store, term)? };
+    export_cut(store, &cut, path)
 }
 
 /// A consistent cut of the state machine, taken on the apply thread between two entries (cheap: only the
@@ -66,7 +56,8 @@ pub fn take_cut(store: &Store, term: u64) -> Result<Cut> {
 }
 
 /// Writes the state as of `cut` to `path` (temp file, fsync, rename) while writes go on. The live-key (`k`)
-/// and lease-attachment (`a`) spaces are rebuilt from the history at the cut's revision.
+/// and lease-attachment (`a`) spaces are rebuilt from the history at the cut's revision: files keep the
+/// `k` space, which stores of format 3 no longer have, so that older members can install them.
 pub fn export_cut(store: &Store, cut: &Cut, path: &Path) -> Result<u64> {
     use crate::mvcc::key_index::{decode_record, split_history_key, Kind};
     let _no_compaction_past_the_cut =
@@ -141,6 +132,10 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     let mut batch = sled::Batch::default();
     let mut n = 0;
     while let Some((k, v)) = r.next_record()? {
+        // Live copies for older members; this build reads live values from the history.
+        if k.first() == Some(&P_LIVE_LEGACY) {
+            continue;
+        }
         batch.insert(k, v);
         n += 1;
         if n % BATCH == 0 {
@@ -201,11 +196,14 @@ mod tests {
         assert_eq!((dst.key_count().unwrap(), dst.size_on_disk()), (50, src.size_on_disk()));
     }
 
-    /// Snapshot files carry the commit state as the four keys every version reads (an older member may get
-    /// one from an upgraded leader); the member that installs one writes `mstate` at its next commit.
+    /// Snapshot files keep the layout every version reads (an older member may get one from an upgraded
+    /// leader): the commit state as four keys, a live copy `k | key` of every live key, and no format mark.
+    /// The member that installs one holds it in the current format.
     #[test]
-    fn snapshot_files_keep_the_commit_state_layout_older_members_read() {
-        use crate::mvcc::{META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, META_STATE};
+    fn snapshot_files_keep_the_layout_older_members_read() {
+        use crate::mvcc::{
+            META_APPLIED_INDEX, META_FORMAT, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, META_STATE, STORE_FORMAT,
+        };
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let src = Store::open(db.open_tree("a").unwrap()).unwrap();
@@ -232,7 +230,9 @@ mod tests {
             for k in [META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN] {
                 assert!(keys.iter().any(|x| x[..] == k[..]), "{name}: {} missing", String::from_utf8_lossy(k));
             }
-            assert!(!keys.iter().any(|x| x[..] == META_STATE[..]), "{name}");
+            assert!(!keys.iter().any(|x| x[..] == META_STATE[..] || x[..] == META_FORMAT[..]), "{name}");
+            let copies: Vec<_> = keys.iter().filter(|k| k.first() == Some(&P_LIVE_LEGACY)).collect();
+            assert_eq!(copies, [b"kk0", b"kk1", b"kk2"], "{name}");
 
             let dst = Store::open(db.open_tree(format!("dst-{name}")).unwrap()).unwrap();
             install(&dst, &db.open_tree("local").unwrap(), &path).unwrap();
@@ -240,6 +240,8 @@ mod tests {
             put_at(&dst, 4, "k9", "v");
             let tree = dst.tree();
             assert!(tree.contains_key(META_STATE).unwrap() && !tree.contains_key(META_REV).unwrap(), "{name}");
+            assert_eq!(tree.get(META_FORMAT).unwrap().unwrap()[..], STORE_FORMAT.to_be_bytes()[..], "{name}");
+            assert_eq!(tree.scan_prefix([P_LIVE_LEGACY]).count(), 0, "{name}");
         }
     }
 
