@@ -32,6 +32,17 @@ impl Compactor {
         }
         let w = wanted.clone();
         let spawned = thread::Builder::new().name("compactor".into()).spawn(move || {
+            // Leftovers of an upgraded store (nothing reads them); before any compaction.
+            let started = std::time::Instant::now();
+            match store.remove_live_copies() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "removed the live copies of store format 2"
+                ),
+                Err(e) => tracing::error!(error = %e, "could not remove the live copies of store format 2"),
+            }
             let mut finished = 0i64;
             loop {
                 let rev = {

@@ -3,7 +3,7 @@
 //! upgrade of a tree from an earlier format.
 
 use super::revision::be8;
-use super::{get_i64, META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN, P_LIVE_LEGACY};
+use super::{get_i64, META_APPLIED_INDEX, META_KEY_COUNT, META_REV, META_SIZE_WRITTEN};
 use crate::error::{Error, Result};
 
 /// What every commit changes, in ONE value (see [`CommitState`]).
@@ -18,8 +18,6 @@ pub const STORE_FORMAT: u64 = 3;
 pub const META_FORMAT: &[u8] = b"mformat";
 /// The keys `mstate` replaced.
 pub(crate) const LEGACY_STATE_KEYS: [&[u8]; 4] = [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN];
-/// Legacy live keys removed per batch while upgrading.
-const UPGRADE_BATCH: usize = 10_000;
 
 /// Receives the records of a snapshot file: `(key, value)`.
 pub type EmitRecord<'e> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'e;
@@ -128,11 +126,11 @@ impl CommitState {
 /// Brings `tree` to [`STORE_FORMAT`]; a no-op (two lookups) on a tree already there. Refuses a tree marked
 /// with a newer format.
 ///
-/// From format 1 or 2: the commit state goes into `mstate` and the mark is written, in ONE batch, before
-/// anything else, so that a build of format 2 refuses the tree from then on instead of reading a partly
-/// converted one (builds of format 1 predate the mark; the README says not to downgrade past them). Then
-/// the legacy live keys `k` are removed in batches, each also taking their bytes off the size estimate.
-/// A crash in between leaves the mark and some `k` keys: the next open removes the rest.
+/// From format 1 or 2: the commit state goes into `mstate` and the mark is written, in ONE batch, so that
+/// a build of format 2 refuses the tree from then on (builds of format 1 predate the mark; the README
+/// says not to downgrade past them). The legacy live copies `k` are left for
+/// [`Store::remove_live_copies`](super::Store::remove_live_copies): nothing reads them, and removing a
+/// million of them takes about 25 s, too long to hold up a member's start.
 pub(crate) fn upgrade(tree: &sled::Tree) -> Result<()> {
     let format = match tree.get(META_FORMAT)? {
         Some(v) => Some(u64::from_be_bytes(be8(&v)?)),
@@ -144,9 +142,8 @@ pub(crate) fn upgrade(tree: &sled::Tree) -> Result<()> {
              raftcd that wrote it"
         )));
     }
-    let live_legacy = || tree.range([P_LIVE_LEGACY]..[P_LIVE_LEGACY + 1]);
-    let (mut state, legacy_state) = CommitState::load(tree)?;
-    if format == Some(STORE_FORMAT) && !legacy_state && live_legacy().next().is_none() {
+    let (state, legacy_state) = CommitState::load(tree)?;
+    if format == Some(STORE_FORMAT) && !legacy_state {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
@@ -156,23 +153,6 @@ pub(crate) fn upgrade(tree: &sled::Tree) -> Result<()> {
     batch.insert(META_STATE, &state.encode());
     batch.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes());
     tree.apply_batch(batch)?;
-    let mut removed = 0u64;
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for item in live_legacy().take(UPGRADE_BATCH) {
-            let (k, v) = item?;
-            state.size_written -= (k.len() + v.len()) as i64;
-            batch.remove(k);
-            n += 1;
-        }
-        if n == 0 {
-            break;
-        }
-        batch.insert(META_STATE, &state.encode());
-        tree.apply_batch(batch)?;
-        removed += n as u64;
-    }
-    tracing::info!(from = ?format, to = STORE_FORMAT, removed_live_copies = removed, "upgraded the store format");
+    tracing::info!(from = ?format, to = STORE_FORMAT, "upgraded the store format");
     Ok(())
 }

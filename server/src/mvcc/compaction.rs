@@ -19,11 +19,13 @@ use std::sync::PoisonError;
 
 use super::key_index::{self, history_prefix, record_kind, Kind};
 use super::revision::Revision;
-use super::{rev_key, Store, META_COMPACT_DONE, META_SIZE_FREED};
+use super::{rev_key, Store, META_COMPACT_DONE, META_SIZE_FREED, P_LIVE_LEGACY};
 use crate::error::Result;
 
 /// Main revisions handled per batch.
 pub(crate) const CHUNK_REVISIONS: i64 = 1000;
+/// Legacy live copies removed per batch.
+const LIVE_COPIES_PER_BATCH: usize = 10_000;
 
 impl Store {
     /// `Some(compact_revision)` while physical compaction is behind the last committed compaction
@@ -51,6 +53,34 @@ impl Store {
             from = to + 1;
         }
         Ok(())
+    }
+
+    /// Removes the live copies `k | key` a store of format 2 or earlier kept (see [`super::commit_state`]),
+    /// in batches, each under the compaction lock and counting the bytes as freed. Nothing reads them, so
+    /// this runs in the background after start-up; returns how many it removed.
+    pub fn remove_live_copies(&self) -> Result<u64> {
+        let inner = &self.inner;
+        let mut removed = 0u64;
+        loop {
+            let _one_at_a_time = inner.compact_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let tree = &inner.tree();
+            let mut batch = sled::Batch::default();
+            let (mut n, mut freed) = (0u64, 0i64);
+            for item in tree.range([P_LIVE_LEGACY]..[P_LIVE_LEGACY + 1]).take(LIVE_COPIES_PER_BATCH) {
+                let (k, v) = item?;
+                freed += (k.len() + v.len()) as i64;
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(removed);
+            }
+            let total_freed = inner.size_freed.load(SeqCst) + freed;
+            batch.insert(META_SIZE_FREED, &total_freed.to_be_bytes());
+            tree.apply_batch(batch)?;
+            inner.size_freed.store(total_freed, SeqCst);
+            removed += n;
+        }
     }
 
     /// Compacts the log entries with main revision in `[from, to]` for compaction at `target`.

@@ -138,11 +138,12 @@ impl Store {
     }
 
     /// Re-reads the revision, compaction state, applied index and counters from the tree after another
-    /// layer replaced its contents (snapshot install). Call it from the apply thread with no WriteTxn open.
-    pub fn reload(&self) -> Result<()> {
+    /// layer replaced its contents (snapshot install). Call it from the apply thread with no WriteTxn open,
+    /// holding the guard of [`Store::pause_compaction`] taken before the contents were replaced: a
+    /// compaction batch built from the old contents or the old compaction state must not run in between.
+    pub fn reload(&self, _paused: &MutexGuard<'_, ()>) -> Result<()> {
         let fresh = Store::open(self.inner.tree().clone())?;
         let (i, f) = (&self.inner, &fresh.inner);
-        let _no_compaction = i.compact_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         i.seq.fetch_add(1, SeqCst);
         i.current_rev.store(f.current_rev.load(SeqCst), SeqCst);
         i.compact_rev.store(f.compact_rev.load(SeqCst), SeqCst);

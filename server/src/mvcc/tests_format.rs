@@ -53,8 +53,9 @@ fn rewrite_as_earlier(s: &Store, format: Option<u64>) -> CommitState {
 }
 
 /// Stores of format 1 (four state keys, live copies) and 2 (`mstate`, live copies) open with the same
-/// revision, applied index, key count, size and contents; the upgrade removes what format 3 does not hold,
-/// writes the mark, and a second open finds nothing to do.
+/// revision, applied index, key count, size and contents: opening writes the mark and the commit state,
+/// the background removal then takes the live copies (and their bytes) away, and a second open finds
+/// nothing to do.
 #[test]
 fn stores_of_earlier_formats_open_in_the_current_one() {
     for format in [None, Some(2)] {
@@ -71,7 +72,10 @@ fn stores_of_earlier_formats_open_in_the_current_one() {
         let tree = s.tree();
         let up = Store::open(tree.clone()).unwrap();
         assert_eq!(format_of(&tree), Some(STORE_FORMAT), "{format:?}");
+        assert_eq!(up.range(&all()).unwrap(), before, "the live copies are not read");
+        assert_eq!(up.remove_live_copies().unwrap(), 2);
         assert_eq!(live_copies(&tree), 0, "{format:?}");
+        assert_eq!(up.remove_live_copies().unwrap(), 0);
         for k in [META_APPLIED_INDEX, META_REV, META_KEY_COUNT, META_SIZE_WRITTEN] {
             assert!(!tree.contains_key(k).unwrap(), "{} is left", String::from_utf8_lossy(k));
         }
@@ -86,10 +90,10 @@ fn stores_of_earlier_formats_open_in_the_current_one() {
     }
 }
 
-/// A crash during the upgrade leaves the mark and some live copies: the next open removes the rest. Until
-/// then a read never takes a stale live copy for the value (they are not read at all).
+/// A crash while the live copies are being removed leaves some of them: the next start removes the rest.
+/// Until then a read never takes a stale live copy for the value (they are not read at all).
 #[test]
-fn an_interrupted_upgrade_finishes_at_the_next_open() {
+fn an_interrupted_removal_of_live_copies_finishes_later() {
     let (s, _db) = new_store();
     for i in 0..30 {
         put(&s, &format!("k{i:02}"), "old");
@@ -103,6 +107,9 @@ fn an_interrupted_upgrade_finishes_at_the_next_open() {
     put(&s, "k05", "new");
     assert_eq!(s.range(&rreq(b"k05", b"", 0)).unwrap().kvs[0].value, b"new");
     let up = Store::open(tree.clone()).unwrap();
+    assert_eq!(live_copies(&tree), 20);
+    assert_eq!(up.range(&rreq(b"k05", b"", 0)).unwrap().kvs[0].value, b"new");
+    assert_eq!(up.remove_live_copies().unwrap(), 20);
     assert_eq!(live_copies(&tree), 0);
     assert_eq!(up.range(&all()).unwrap().count, 30);
     assert_eq!(up.range(&rreq(b"k05", b"", 0)).unwrap().kvs[0].value, b"new");

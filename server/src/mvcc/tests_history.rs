@@ -242,12 +242,14 @@ fn reload_after_the_tree_was_replaced() {
     let (dst, _d2) = new_store();
     put(&dst, "stale", "x");
     let tree = &dst.inner.tree();
+    let paused = dst.pause_compaction();
     tree.clear().unwrap();
     for item in src.inner.tree().iter() {
         let (k, v) = item.unwrap();
         tree.insert(k, v).unwrap();
     }
-    dst.reload().unwrap();
+    dst.reload(&paused).unwrap();
+    drop(paused);
     assert_eq!(
         (dst.current_revision(), dst.compact_revision(), dst.applied_index()),
         (src.current_revision(), src.compact_revision(), src.applied_index())

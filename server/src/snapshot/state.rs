@@ -123,6 +123,8 @@ pub fn verify(path: &Path) -> Result<(u64, u64)> {
 /// in-memory view. `local` holds the crash-recovery marker.
 pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     verify(path)?;
+    // Compaction works from the store's compaction state and the tree's contents, both replaced here.
+    let paused = store.pause_compaction();
     local.insert(INSTALLING, path.to_string_lossy().as_bytes())?;
     local.flush()?;
     let tree = &store.inner.tree();
@@ -147,7 +149,8 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     crate::failpoint!("snapshot-install-midway");
     r.finish(true)?;
     tree.flush()?;
-    store.reload()?;
+    store.reload(&paused)?;
+    drop(paused);
     local.remove(INSTALLING)?;
     local.flush()?;
     tracing::info!(path = %path.display(), records = n, "installed snapshot");
