@@ -15,6 +15,7 @@ impl Store {
     /// `(hash, compact_revision, hash_revision)` of the state up to `rev` (0 or less: the current revision).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
         let inner = &self.inner;
+        let _no_install = inner.reading();
         loop {
             let current = inner.current_rev.load(SeqCst);
             // Taken after the revision: a tree replaced by defragmentation since holds everything up to it.

@@ -44,7 +44,7 @@ mod tests_history;
 mod tests_write;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use raftcd_proto::etcdserverpb::ResponseHeader;
 
@@ -104,6 +104,10 @@ pub(crate) struct Inner {
     pub(crate) size_freed: AtomicI64,
     /// Serializes physical compaction runs.
     pub(crate) compact_lock: Mutex<()>,
+    /// Held for reading by every read of the tree from outside the apply thread, and for writing while a
+    /// snapshot replaces the tree's contents: a read waits for the install instead of seeing a tree that
+    /// is half cleared or half filled (etcd's reads likewise wait for its backend swap).
+    pub(crate) contents: RwLock<()>,
 }
 
 impl Store {
@@ -132,6 +136,7 @@ impl Store {
                 size_written: AtomicI64::new(state.size_written),
                 size_freed: AtomicI64::new(get_i64(&tree, META_SIZE_FREED)?.unwrap_or(0)),
                 compact_lock: Mutex::new(()),
+                contents: RwLock::new(()),
                 tree: RwLock::new(tree),
             }),
         })
@@ -159,6 +164,12 @@ impl Store {
     /// Blocks physical compaction (the only writer besides the raft thread) while the guard lives.
     pub fn pause_compaction(&self) -> MutexGuard<'_, ()> {
         self.inner.compact_lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks reads (Range, events, HashKV) while the guard lives, for replacing the tree's contents.
+    /// Take [`Store::pause_compaction`] first.
+    pub fn block_reads(&self) -> RwLockWriteGuard<'_, ()> {
+        self.inner.contents.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The tree the store currently works on.
@@ -235,6 +246,11 @@ impl Store {
 }
 
 impl Inner {
+    /// Guards a read against a snapshot install (see `contents`).
+    pub(crate) fn reading(&self) -> RwLockReadGuard<'_, ()> {
+        self.contents.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The current tree. Readers take it AFTER loading the revision they read at: a tree replaced by
     /// defragmentation since still holds everything up to that revision (it was complete at the switch).
     pub(crate) fn tree(&self) -> TreeRef {

@@ -17,6 +17,7 @@ impl Store {
     /// the read was served at; the caller fills the rest.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let inner = &self.inner;
+        let _no_install = inner.reading();
         let range = KeyRange::new(&req.key, &req.range_end);
         let seq = inner.seq.load(SeqCst);
         let current = inner.current_rev.load(SeqCst);
@@ -63,6 +64,7 @@ impl Store {
         max_events: usize,
     ) -> Result<Vec<Event>> {
         let inner = &self.inner;
+        let _no_install = inner.reading();
         let current = inner.current_rev.load(SeqCst);
         // Taken after the revision: see `Inner::tree`.
         let tree = &inner.tree();

@@ -123,8 +123,10 @@ pub fn verify(path: &Path) -> Result<(u64, u64)> {
 /// in-memory view. `local` holds the crash-recovery marker.
 pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     verify(path)?;
-    // Compaction works from the store's compaction state and the tree's contents, both replaced here.
+    // Compaction works from the store's compaction state and the tree's contents, both replaced here, and
+    // reads must not see them half replaced.
     let paused = store.pause_compaction();
+    let blocked = store.block_reads();
     local.insert(INSTALLING, path.to_string_lossy().as_bytes())?;
     local.flush()?;
     let tree = &store.inner.tree();
@@ -150,7 +152,7 @@ pub fn install(store: &Store, local: &sled::Tree, path: &Path) -> Result<()> {
     r.finish(true)?;
     tree.flush()?;
     store.reload(&paused)?;
-    drop(paused);
+    drop((blocked, paused));
     local.remove(INSTALLING)?;
     local.flush()?;
     tracing::info!(path = %path.display(), records = n, "installed snapshot");
@@ -272,6 +274,58 @@ mod tests {
         assert_eq!(dst.current_revision(), cut.revision);
         assert_eq!(dst.hash_kv(0).unwrap(), expected);
         assert_eq!(dst.range(&all).unwrap().kvs, expected_range);
+    }
+
+    /// A read served while a snapshot is being installed sees the whole old state or the whole new one,
+    /// never a tree that is half cleared or half filled (a follower serves serializable reads meanwhile).
+    #[test]
+    fn reads_during_an_install_see_the_old_or_the_new_state() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let many = |s: &Store, n: usize, prefix: &str| {
+            let ok = |_: i64| true;
+            let mut t = s.begin(s.applied_index() + 1, &ok);
+            for i in 0..n {
+                t.put(&PutRequest { key: format!("{prefix}{i:06}").into(), value: vec![1; 64], ..Default::default() })
+                    .unwrap();
+            }
+            t.commit().unwrap();
+        };
+        let src = Store::open(db.open_tree("a").unwrap()).unwrap();
+        many(&src, BATCH + 500, "new");
+        let path = dir.path().join("s.snap");
+        export(&src, 1, 1, &path).unwrap();
+        let dst = Store::open(db.open_tree("b").unwrap()).unwrap();
+        many(&dst, 500, "old");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (reads_tx, reads_rx) = std::sync::mpsc::sync_channel(1);
+        let reader = {
+            let (dst, stop) = (dst.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let all = RangeRequest { key: vec![0], range_end: vec![0], count_only: true, ..Default::default() };
+                let mut counts = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    counts.push(dst.range(&all).unwrap().count);
+                    let _ = reads_tx.try_send(());
+                }
+                counts
+            })
+        };
+        reads_rx.recv().unwrap();
+        install(&dst, &db.open_tree("local").unwrap(), &path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        let counts = reader.join().unwrap();
+        let torn: Vec<_> = counts.iter().filter(|&&c| c != 500 && c != (BATCH + 500) as i64).collect();
+        assert!(
+            torn.is_empty(),
+            "{} of {} reads saw a partial tree: {:?}",
+            torn.len(),
+            counts.len(),
+            &torn[..3.min(torn.len())]
+        );
+        assert_eq!(counts.last(), Some(&((BATCH + 500) as i64)));
     }
 
     #[test]
