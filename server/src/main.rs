@@ -39,7 +39,13 @@ fn main() {
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     if let Err(e) = result {
         tracing::error!(error = %e, "raftcd stopped with an error");
-        eprintln!("raftcd: {e}");
+        // Errors of raftcd's own already say so ("raftcd: storage: ..."); etcd's say "etcdserver: ...".
+        let msg = e.to_string();
+        if msg.starts_with("raftcd: ") {
+            eprintln!("{msg}");
+        } else {
+            eprintln!("raftcd: {msg}");
+        }
         std::process::exit(1);
     }
 }

@@ -94,3 +94,51 @@ fn rolling_restart_keeps_writes_available() {
         }
     });
 }
+
+/// Scenario: a member's data dir is marked as written by a newer build (store format 4; this build
+/// reads 3), as after a downgrade past a format change. The member refuses to start: exit code 1 and
+/// one line on stderr saying which format it found, instead of serving data it would misread.
+#[test]
+fn a_data_dir_of_a_newer_store_format_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut member = raftcd_tests::RaftcdProcess::start_single(dir.path(), &[]);
+    let data_dir = member.member.data_dir.clone();
+    assert_eq!(member.terminate(), Some(0));
+    {
+        let db = sled::open(data_dir.join("member").join("db")).unwrap();
+        let state = db.open_tree("state").unwrap();
+        assert_eq!(state.get(b"mformat").unwrap().as_deref(), Some(&3u64.to_be_bytes()[..]), "not format 3");
+        state.insert(b"mformat", &4u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let m = &member.member;
+    let mut child = std::process::Command::new(raftcd_tests::workspace_bin("raftcd"))
+        .args(["--name", &m.name])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen-client-urls", &m.client_url(), "--advertise-client-urls", &m.client_url()])
+        .args(["--listen-peer-urls", &m.peer_url(), "--initial-advertise-peer-urls", &m.peer_url()])
+        .args(["--initial-cluster", &m.initial_cluster_entry()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("raftcd still runs on a data dir of a newer store format");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let want = "raftcd: storage: mvcc: the data is in store format 4, newer than this build reads (3): run the newer \
+                raftcd that wrote it";
+    assert_eq!(stderr.lines().filter(|l| *l == want).count(), 1, "stderr:\n{stderr}");
+}
