@@ -32,6 +32,14 @@ fn visit_record(prefix: &[u8], rec: &[u8], visit: &mut Visit<'_>) -> Result<bool
     }
 }
 
+/// A single-key read: visits the key's newest record `rec`, if there is one and it is a put.
+fn visit_newest(prefix: &[u8], rec: Option<impl AsRef<[u8]>>, visit: &mut Visit<'_>) -> Result<()> {
+    match rec {
+        Some(rec) => visit_record(prefix, rec.as_ref(), visit).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Visits the live keys of `range` as of revision `rev`, in key order, streaming (see the module
 /// documentation for when the result can be trusted).
 pub(crate) fn scan_at(tree: &sled::Tree, range: KeyRange<'_>, rev: i64, visit: &mut Visit<'_>) -> Result<()> {
@@ -88,10 +96,8 @@ pub(crate) fn scan_at(tree: &sled::Tree, range: KeyRange<'_>, rev: i64, visit: &
 pub(crate) fn scan_at_careful(tree: &sled::Tree, range: KeyRange<'_>, rev: i64, visit: &mut Visit<'_>) -> Result<()> {
     if let KeyRange::Single(key) = range {
         let prefix = key_index::history_prefix(key);
-        return match newest_at(tree, &prefix, rev)? {
-            Some((_, rec)) => visit_record(&prefix, &rec, visit).map(|_| ()),
-            None => Ok(()),
-        };
+        let rec = newest_at(tree, &prefix, rev)?.map(|(_, rec)| rec);
+        return visit_newest(&prefix, rec, visit);
     }
     key_index::for_each_at(tree, range, rev, &mut |prefix, _, _, rec| visit_record(prefix, rec, visit))
 }
@@ -116,10 +122,7 @@ pub(crate) fn scan_latest(
 ) -> Result<()> {
     if let KeyRange::Single(key) = range {
         let prefix = key_index::history_prefix(key);
-        return match newest_record(tree, overlay, &prefix)? {
-            Some(rec) => visit_record(&prefix, &rec, visit).map(|_| ()),
-            None => Ok(()),
-        };
+        return visit_newest(&prefix, newest_record(tree, overlay, &prefix)?, visit);
     }
     let Some((mut pos, hi)) = range.history_bounds() else {
         return Ok(());
@@ -147,7 +150,7 @@ pub(crate) fn scan_latest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mvcc::tests::{apply, del, new_store, put};
+    use crate::mvcc::tests::{apply, del, new_store, put, put_op};
     use raftcd_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, TxnRequest};
 
     fn collect(f: impl FnOnce(&mut Visit<'_>) -> Result<()>) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -181,16 +184,7 @@ mod tests {
         }
         put(&s, "hot\0", "neighbour");
         put(&s, "ho", "below");
-        let txn = TxnRequest {
-            success: vec![raftcd_proto::etcdserverpb::RequestOp {
-                request: Some(raftcd_proto::etcdserverpb::request_op::Request::RequestPut(PutRequest {
-                    key: b"hot".to_vec(),
-                    value: b"in-txn".to_vec(),
-                    ..Default::default()
-                })),
-            }],
-            ..Default::default()
-        };
+        let txn = TxnRequest { success: vec![put_op("hot", "in-txn")], ..Default::default() };
         apply(&s, |w| w.txn(&txn)).0.unwrap();
         let ranges: [(&[u8], &[u8]); 6] =
             [(b"\0", b"\0"), (b"hot", b""), (b"gone", b""), (b"h", b"i"), (b"hot", b"\0"), (b"k05", b"k15")];

@@ -1,7 +1,6 @@
 //! The write transaction of one raft entry: Put / DeleteRange / Txn / Compact / meta, buffered in an
 //! overlay that its own reads see, and committed with the entry's index in ONE `apply_batch`.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{fence, Ordering::SeqCst};
 
 use prost::Message;
@@ -12,7 +11,7 @@ use raftcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
 use super::key_index::{decode_kv, history_key, history_prefix, record_kind, tombstone_kv, KeyRange, Kind};
 use super::revision::Revision;
-use super::scan::{newest_record, scan_at_careful, scan_latest};
+use super::scan::{newest_record, scan_at_careful, scan_latest, Overlay};
 use super::store::build_range;
 use super::{ext_key, header, lease_key, rev_key, CommitState, Store, META_COMPACT_REV, META_STATE};
 use crate::error::{Error, Result};
@@ -39,7 +38,7 @@ pub struct WriteTxn<'a> {
     /// grouped: see `next_entry`).
     base_rev: i64,
     /// Full tree keys -> new value, or None for a removal.
-    pub(crate) overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(crate) overlay: Overlay,
     pub(crate) events: Vec<Event>,
     /// Changes so far; the next change's sub revision.
     pub(crate) next_sub: i64,
@@ -59,7 +58,7 @@ impl Store {
             index,
             lease_exists,
             base_rev: self.current_revision(),
-            overlay: BTreeMap::new(),
+            overlay: Overlay::new(),
             events: Vec::new(),
             next_sub: 0,
             compact: None,
