@@ -1,14 +1,15 @@
 //! Making a sled database durable on disk.
 //!
-//! `sled::Db::flush` (sled 0.34) writes its log buffers with `sync_file_range(2)` on Linux and calls no
-//! `fsync` at all: the data reaches the device, but neither the device's write cache nor the file's size and
-//! block allocation are flushed, and values too large for a log segment ("blobs", above ~128 KiB, which
-//! includes big raft log records) go to files in `blobs/` that are never synced. That survives kill -9 but
-//! not a power failure or a kernel crash. Every place that promises sled's contents are durable — before
-//! the raft log is cut (`RaftStorage::sync_state`), at shutdown, after a defragmentation or a restore —
-//! therefore calls [`DbFiles::sync`]: sled's flush, then `fdatasync` of the database file and of every blob
-//! file not synced before, and `fsync` of `blobs/` when it gained entries. (The per-write fsync point is
-//! the raft WAL's, see `raft/wal.rs`.)
+//! Published sled 0.34 never fsyncs: its flush wrote log buffers with `sync_file_range(2)`, which flushes
+//! neither the device's write cache nor the file's size, and blob files (values too large for a log segment,
+//! above ~128 KiB, which includes big raft log records) were never synced. raftcd's vendored sled
+//! (`vendor/sled/RAFTCD-PATCHES.md`) fdatasyncs its log before it counts anything stable and syncs each blob
+//! when it writes it. Every place that promises sled's contents are durable — before the raft log is cut
+//! (`RaftStorage::sync_state`), at shutdown, after a defragmentation or a restore — still calls
+//! [`DbFiles::sync`]: sled's flush, then `fdatasync` of the database file and of every blob file not synced
+//! before, and `fsync` of `blobs/` when it gained entries. That keeps the promise this module's own, not
+//! resting on the patch, at the price of one more fdatasync at those rare points. (The per-write fsync point
+//! is the raft WAL's, see `raft/wal.rs`.)
 
 use std::collections::HashSet;
 use std::ffi::OsString;

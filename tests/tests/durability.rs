@@ -1,8 +1,9 @@
 //! Acknowledged writes must survive a power failure, not only kill -9: the raft Ready loop's fsync point has
-//! to reach the disk, and so must the state in sled before the log is cut. sled's own flush writes with
-//! sync_file_range and never fsyncs (see server/src/durable.rs). This watches a real raftcd process with
-//! strace: serving a put fdatasyncs the raft WAL, and a graceful stop (like a log compaction) fdatasyncs
-//! sled's database file and the blob file a value too large for sled's log went to.
+//! to reach the disk, and so must the state in sled before the log is cut. This watches a real raftcd process
+//! with strace: serving a put fdatasyncs the raft WAL, and a graceful stop (like a log compaction) fdatasyncs
+//! sled's database file and the blob file a value too large for sled's log went to. It also holds the
+//! vendored sled to its contract (vendor/sled/RAFTCD-PATCHES.md): batches make no synchronous disk write,
+//! and its own flush fdatasyncs the log.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,8 +13,13 @@ use raftcd_tests::{step, RaftcdProcess};
 
 /// strace attached to every thread of `pid`, tracing fsync-family calls with the paths of their descriptors.
 fn attach_strace(pid: u32, out: &std::path::Path) -> Child {
+    attach_strace_calls(pid, out, "fsync,fdatasync")
+}
+
+/// strace attached to every thread of `pid`, tracing `calls` (strace's comma-separated list).
+fn attach_strace_calls(pid: u32, out: &std::path::Path, calls: &str) -> Child {
     let child = Command::new("strace")
-        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .args(["-f", "-qq", "-y", "-e", &format!("trace={calls}"), "-o"])
         .arg(out)
         .args(["-p", &pid.to_string()])
         .stdout(Stdio::null())
@@ -81,4 +87,43 @@ fn acknowledged_puts_are_fdatasynced_including_large_values() {
     let mut c = rt.block_on(connect(&server.endpoint()));
     let got = rt.block_on(c.get("big", None)).unwrap();
     assert_eq!(got.kvs().first().map(|kv| kv.value().len()), Some(700 << 10));
+}
+
+#[test]
+fn sled_batches_make_no_synchronous_write_and_its_flush_fdatasyncs_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
+    let tree = db.open_tree("t").unwrap();
+    // strace's `-y` names a descriptor by its path: this test's own database file only (other tests of this
+    // binary run alongside, in this process and its children).
+    let db_file = format!("{}/db>", dir.path().display());
+    let ours = |trace: &str, call: &str| trace.lines().filter(|l| l.contains(call) && l.contains(&db_file)).count();
+
+    step!("100 one-put batches, as raftcd's apply makes them");
+    let trace = dir.path().join("batches.trace");
+    let strace = attach_strace_calls(std::process::id(), &trace, "fsync,fdatasync,sync_file_range");
+    let started = Instant::now();
+    for i in 0..100u32 {
+        let mut batch = sled::Batch::default();
+        batch.insert(&i.to_be_bytes(), vec![7u8; 256]);
+        tree.apply_batch(batch).unwrap();
+    }
+    let took = started.elapsed();
+    let batches = finish_strace(strace, &trace);
+    // sled 0.34 as published: two sync_file_range per batch. Patched: none, and an fdatasync at most every
+    // 200 ms of writing (the cadence that lets segments be reused).
+    assert_eq!(ours(&batches, "sync_file_range("), 0, "batches must not sync_file_range:\n{batches}");
+    let cadence = took.as_millis() as usize / 200 + 2;
+    assert!(
+        ours(&batches, "fdatasync(") <= cadence,
+        "at most one fdatasync per 200 ms of batches ({took:?}); traced calls:\n{batches}"
+    );
+
+    step!("flush: sled itself fdatasyncs its log before it returns");
+    let trace = dir.path().join("flush.trace");
+    let strace = attach_strace_calls(std::process::id(), &trace, "fsync,fdatasync,sync_file_range");
+    db.flush().unwrap();
+    let flush = finish_strace(strace, &trace);
+    assert!(ours(&flush, "fdatasync(") >= 1, "sled's flush must fdatasync its log file; traced calls:\n{flush}");
+    assert_eq!(tree.len(), 100);
 }

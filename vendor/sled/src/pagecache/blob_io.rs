@@ -69,8 +69,16 @@ pub(crate) fn write_blob<T: Serialize>(
     item: &T,
 ) -> Result<()> {
     let path = config.blob_path(id);
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    // raftcd patch: a blob is named by the LSN of the message that points to
+    // it, and this LSN was just reserved, so a file of that name can only be
+    // left over from before a crash whose recovery did not keep its message:
+    // nothing refers to it. 0.34 opened with `create_new` and failed the
+    // write (and so the insert) with "File exists"; the file is replaced.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
 
     let kind_buf = &[kind.into()];
 
@@ -90,12 +98,16 @@ pub(crate) fn write_blob<T: Serialize>(
     io_fail!(config, "write_blob write kind_byte");
     f.write_all(kind_buf)?;
     io_fail!(config, "write_blob write buf");
-    f.write_all(&data)
-        .map(|r| {
-            trace!("successfully wrote blob at {:?}", path);
-            r
-        })
-        .map_err(|e| e.into())
+    f.write_all(&data)?;
+    // raftcd patch: a blob is durable, name included, before the log
+    // message that points to it can become stable (see
+    // `IoBufs::sync_written`); sled 0.34 never synced blobs.
+    f.sync_data()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    trace!("successfully wrote blob at {:?}", path);
+    Ok(())
 }
 
 pub(crate) fn gc_blobs(config: &Config, stable_lsn: Lsn) -> Result<()> {

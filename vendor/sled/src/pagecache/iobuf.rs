@@ -176,6 +176,11 @@ pub(crate) struct StabilityIntervals {
     fsynced_ranges: Vec<(Lsn, Lsn)>,
     batches: BTreeMap<Lsn, Lsn>,
     stable_lsn: Lsn,
+    // raftcd patch: buffers written to the file but not yet covered by an
+    // fdatasync, as (lsn, complete_len). They become stable (`mark_interval`)
+    // only in `IoBufs::sync_written`, after an fdatasync that began after
+    // their write returned.
+    written: Vec<(Lsn, usize)>,
 }
 
 impl StabilityIntervals {
@@ -184,6 +189,7 @@ impl StabilityIntervals {
             stable_lsn: lsn,
             fsynced_ranges: vec![],
             batches: BTreeMap::default(),
+            written: vec![],
         }
     }
 
@@ -314,6 +320,9 @@ pub(crate) struct IoBufs {
     pub segment_accountant: Mutex<SegmentAccountant>,
     pub segment_cleaner: SegmentCleaner,
     deferred_segment_ops: stack::Stack<SegmentOp>,
+    // raftcd patch: held by the one thread running `sync_written`; holds the
+    // time that sync finished.
+    last_sync: Mutex<std::time::Instant>,
     #[cfg(feature = "io_uring")]
     pub submission_mutex: Mutex<()>,
     #[cfg(feature = "io_uring")]
@@ -417,6 +426,7 @@ impl IoBufs {
             segment_accountant: Mutex::new(segment_accountant),
             segment_cleaner,
             deferred_segment_ops: stack::Stack::default(),
+            last_sync: Mutex::new(std::time::Instant::now()),
             #[cfg(feature = "io_uring")]
             submission_mutex: Mutex::new(()),
             #[cfg(feature = "io_uring")]
@@ -728,33 +738,12 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
-            if !self.config.temporary {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
-                }
-
-                #[cfg(not(target_os = "linux"))]
-                f.sync_all()?;
-            }
+            // raftcd patch: no per-buffer sync here. sled 0.34 called
+            // sync_file_range(WAIT) on every buffer, which neither flushes
+            // the device cache nor the file size, and made each small
+            // batch's log write a synchronous disk IO that queued behind
+            // (and in front of) the raft WAL's fdatasync. Buffers are now
+            // made stable by `sync_written`, after a real fdatasync.
         }
         io_fail!(self, "buffer write post");
 
@@ -776,7 +765,17 @@ impl IoBufs {
                 maxed,
                 complete_len
             );
-            self.mark_interval(base_lsn, complete_len);
+            if self.config.temporary || cfg!(feature = "io_uring") {
+                self.mark_interval(base_lsn, complete_len);
+            } else {
+                // raftcd patch: stable only after an fdatasync.
+                let mut intervals = self.intervals.lock();
+                intervals.written.push((base_lsn, complete_len));
+                drop(intervals);
+                // a `make_stable` caller waiting for this buffer now syncs.
+                let _notified = self.interval_updated.notify_all();
+                self.sync_written(false)?;
+            }
         }
 
         M.written_bytes.measure(total_len as u64);
@@ -798,6 +797,44 @@ impl IoBufs {
             self.max_header_stable_lsn.load(Acquire);
 
         self.sa_stabilize(current_max_header_stable_lsn, &guard)
+    }
+
+    /// raftcd patch: makes every buffer written so far durable with one
+    /// fdatasync of the log file, then marks those buffers stable, so that
+    /// "stable" (which gates segment reuse, page-table snapshots and
+    /// `flush`) always means "on disk". With `force` false this is the
+    /// background cadence: it runs only if no other thread is syncing and
+    /// the last sync is `SYNC_EVERY` old, which bounds how far stability
+    /// lags the log and how many segments wait for reuse.
+    pub(in crate::pagecache) fn sync_written(&self, force: bool) -> Result<()> {
+        const SYNC_EVERY: std::time::Duration =
+            std::time::Duration::from_millis(200);
+        let mut last = if force {
+            self.last_sync.lock()
+        } else {
+            match self.last_sync.try_lock() {
+                Some(last) if last.elapsed() >= SYNC_EVERY => last,
+                _ => return Ok(()),
+            }
+        };
+        let batch = std::mem::take(&mut self.intervals.lock().written);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        io_fail!(self, "buffer sync");
+        if let Err(e) = self.config.file.sync_data() {
+            let e: Error = e.into();
+            self.config.set_global_error(e.clone());
+            let intervals = self.intervals.lock();
+            drop(intervals);
+            let _notified = self.interval_updated.notify_all();
+            return Err(e);
+        }
+        *last = std::time::Instant::now();
+        for (lsn, len) in batch {
+            self.mark_interval(lsn, len);
+        }
+        Ok(())
     }
 
     // It's possible that IO buffers are written out of order!
@@ -967,6 +1004,15 @@ pub(in crate::pagecache) fn make_stable_inner(
                     return Ok(assert_usize(stable - first_stable));
                 }
             }
+        }
+
+        if stable < lsn && !waiter.written.is_empty() {
+            // raftcd patch: what is written becomes stable only through
+            // an fdatasync; run it rather than wait for the cadence.
+            drop(waiter);
+            iobufs.sync_written(true)?;
+            stable = iobufs.stable();
+            continue;
         }
 
         if stable < lsn {
