@@ -111,12 +111,12 @@ fn sled_batches_make_no_synchronous_write_and_its_flush_fdatasyncs_the_log() {
     let took = started.elapsed();
     let batches = finish_strace(strace, &trace);
     // sled 0.34 as published: two sync_file_range per batch. Patched: none, and an fdatasync at most every
-    // 200 ms of writing (the cadence that lets segments be reused).
+    // 20 ms of writing (the cadence that lets segments be reused).
     assert_eq!(ours(&batches, "sync_file_range("), 0, "batches must not sync_file_range:\n{batches}");
-    let cadence = took.as_millis() as usize / 200 + 2;
+    let cadence = took.as_millis() as usize / 20 + 2;
     assert!(
         ours(&batches, "fdatasync(") <= cadence,
-        "at most one fdatasync per 200 ms of batches ({took:?}); traced calls:\n{batches}"
+        "at most one fdatasync per 20 ms of batches ({took:?}); traced calls:\n{batches}"
     );
 
     step!("flush: sled itself fdatasyncs its log before it returns");

@@ -805,10 +805,13 @@ impl IoBufs {
     /// `flush`) always means "on disk". With `force` false this is the
     /// background cadence: it runs only if no other thread is syncing and
     /// the last sync is `SYNC_EVERY` old, which bounds how far stability
-    /// lags the log and how many segments wait for reuse.
+    /// lags the log. The lag costs space: segments are freed only behind
+    /// stability, and a 3-member bulk load of 300k keys left the database
+    /// at 195 MiB with a sync after every write, 197 MiB at 20 ms, 228 MiB
+    /// at 200 ms and 250 MiB at 1 s.
     pub(in crate::pagecache) fn sync_written(&self, force: bool) -> Result<()> {
         const SYNC_EVERY: std::time::Duration =
-            std::time::Duration::from_millis(200);
+            std::time::Duration::from_millis(20);
         let mut last = if force {
             self.last_sync.lock()
         } else {
