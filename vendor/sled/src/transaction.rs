@@ -349,7 +349,12 @@ impl TransactionalTree {
     }
 
     fn unstage(&self) {
-        unimplemented!()
+        // raftcd patch: 0.34 left a panic stub here. Its only callers
+        // retry the transaction (after a failed `stage` or `validate`, which
+        // 0.34 never reports), so what this attempt buffered is dropped and
+        // the retried closure starts clean.
+        self.writes.borrow_mut().clear();
+        self.read_cache.borrow_mut().clear();
     }
 
     const fn validate(&self) -> bool {
